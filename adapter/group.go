@@ -1,0 +1,60 @@
+// Package adapter turns any service discovery into a Prometheus file_sd file.
+//
+// Implement Discoverer for the system you want to bridge, hand it to New with
+// an output path, and Run the returned Adapter. The adapter keeps the latest
+// target group per source, coalesces bursts of updates, converts the full set
+// into file_sd groups, and rewrites the file atomically only when its content
+// changes. Until every discoverer has sent its first complete set, nothing is
+// written, so a restart never replaces a good file with a partial one.
+package adapter
+
+import (
+	"context"
+	"strings"
+
+	"github.com/prometheus/common/model"
+)
+
+// Group is a set of targets that share a source, with labels common to all
+// of them. It has the shape of Prometheus's targetgroup.Group.
+//
+// A Group handed to the adapter must not be modified afterwards: the adapter
+// keeps a reference and compares groups by identity before comparing content.
+type Group struct {
+	// Targets holds one label set per target. Each must carry an
+	// "__address__" label; other labels override Labels for that target.
+	Targets []model.LabelSet
+	// Labels apply to every target in the group.
+	Labels model.LabelSet
+	// Source identifies the group within its discoverer. A later group with
+	// the same Source replaces it; one without targets deletes it.
+	Source string
+}
+
+// Discoverer provides target groups. It has the shape of Prometheus's
+// discovery.Discoverer.
+type Discoverer interface {
+	// Run sends target groups on up until ctx is cancelled, then returns.
+	// The first send must hold the complete initial set: the adapter writes
+	// nothing before every discoverer has sent once. Later sends may hold only
+	// the groups that changed; a group with no targets deletes its Source.
+	// Run must not close up, and every send must also select on ctx.Done().
+	Run(ctx context.Context, up chan<- []*Group)
+}
+
+// Key identifies a group across discoverers: the name the discoverer was
+// registered under and the group's Source.
+type Key struct {
+	Provider string
+	Source   string
+}
+
+func (k Key) String() string { return k.Provider + "/" + k.Source }
+
+// compareKeys orders keys by provider, then source.
+func compareKeys(a, b Key) int {
+	if c := strings.Compare(a.Provider, b.Provider); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Source, b.Source)
+}

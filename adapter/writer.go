@@ -1,0 +1,162 @@
+package adapter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+)
+
+// writer keeps a file_sd file in step with full sets of groups. It caches
+// each group's converted entries and their encoding, so an update re-encodes
+// only the groups that changed, and it writes only when the bytes differ from
+// what the file already holds.
+type writer struct {
+	path   string
+	mode   os.FileMode
+	logger log.Logger
+	ops    fileOps
+
+	cache   map[Key]*cachedGroup
+	keys    []Key  // keys of cache, sorted
+	written []byte // the file's content as last written, or as found at start
+	dirty   bool   // the cache holds content that is not yet on disk
+}
+
+// cachedGroup is a group as last converted.
+type cachedGroup struct {
+	group   *Group
+	entries []*customSD
+	chunk   []byte // entries encoded, one per line, without the final separator
+}
+
+// newWriter prepares to write path. It refuses a path that is a directory,
+// removes temporary files a killed predecessor left next to it, and reads the
+// current content so that an unchanged file is not rewritten after a restart.
+func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error) {
+	w := &writer{path: path, mode: mode, logger: logger, ops: osFileOps, cache: map[Key]*cachedGroup{}}
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil, fmt.Errorf("output file %s is a directory", path)
+	case err == nil:
+		if w.written, err = os.ReadFile(path); err != nil {
+			level.Warn(logger).Log("msg", "Cannot read the current output file; it will be replaced", "path", path, "err", err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		level.Warn(logger).Log("msg", "Cannot stat the output file", "path", path, "err", err)
+	}
+	removed, err := removeStaleTemps(path)
+	for _, r := range removed {
+		level.Info(logger).Log("msg", "Removed a temporary file left by an earlier run", "path", r)
+	}
+	if err != nil {
+		level.Warn(logger).Log("msg", "Cannot clean up temporary files", "err", err)
+	}
+	return w, nil
+}
+
+// update applies a full set of groups and writes the file if its content
+// changed. It reports whether it wrote. After an error the new content stays
+// pending and flush retries it.
+func (w *writer) update(set map[Key]*Group) (bool, error) {
+	if w.apply(set) {
+		w.dirty = true
+	}
+	return w.flush()
+}
+
+// flush writes pending content, if any.
+func (w *writer) flush() (bool, error) {
+	if !w.dirty {
+		return false, nil
+	}
+	data := w.render()
+	if bytes.Equal(data, w.written) {
+		w.dirty = false
+		return false, nil
+	}
+	if err := writeAtomic(w.ops, w.path, data, w.mode); err != nil {
+		return false, err
+	}
+	w.written, w.dirty = data, false
+	return true, nil
+}
+
+// apply diffs set against the cache and reports whether any group changed.
+func (w *writer) apply(set map[Key]*Group) bool {
+	changed, keysChanged := false, false
+	for k := range w.cache {
+		if _, ok := set[k]; !ok {
+			delete(w.cache, k)
+			changed, keysChanged = true, true
+		}
+	}
+	for k, g := range set {
+		c, ok := w.cache[k]
+		if ok && c.group == g {
+			continue
+		}
+		entries, skipped := toFileSD(g)
+		for _, err := range skipped {
+			level.Warn(w.logger).Log("msg", "Skipping a target Prometheus would reject", "err", err)
+		}
+		if ok && entriesEqual(c.entries, entries) {
+			c.group = g
+			continue
+		}
+		var chunk []byte
+		for i, e := range entries {
+			if i > 0 {
+				chunk = append(chunk, ",\n"...)
+			}
+			chunk = append(chunk, "  "...)
+			chunk = appendEntry(chunk, e)
+		}
+		w.cache[k] = &cachedGroup{group: g, entries: entries, chunk: chunk}
+		changed = true
+		keysChanged = keysChanged || !ok
+	}
+	if keysChanged {
+		w.keys = w.keys[:0]
+		for k := range w.cache {
+			w.keys = append(w.keys, k)
+		}
+		slices.SortFunc(w.keys, compareKeys)
+	}
+	return changed
+}
+
+// render assembles the file: a JSON array with one entry per line, groups in
+// key order.
+func (w *writer) render() []byte {
+	size := 4
+	for _, c := range w.cache {
+		size += len(c.chunk) + 2
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, '[')
+	first := true
+	for _, k := range w.keys {
+		chunk := w.cache[k].chunk
+		if len(chunk) == 0 {
+			continue
+		}
+		if first {
+			buf = append(buf, '\n')
+			first = false
+		} else {
+			buf = append(buf, ",\n"...)
+		}
+		buf = append(buf, chunk...)
+	}
+	if !first {
+		buf = append(buf, '\n')
+	}
+	return append(buf, "]\n"...)
+}
