@@ -1,0 +1,176 @@
+// Package testconsul starts real Consul agents for tests.
+//
+// The agent binary is the pinned Consul server that `make consul` builds from
+// tools/consul into the cache; Setup finds it (CUSTOM_SD_CONSUL, then the
+// cache, then PATH) and puts it first on PATH, where
+// github.com/hashicorp/consul/sdk/testutil looks for it. A missing binary
+// fails the test: these tests never skip.
+package testconsul
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+// Version is the Consul server version the tests run against. Keep it in
+// step with tools/consul/go.mod and the Makefile.
+const Version = "v1.20.1"
+
+// Binary returns the path of the consul binary the tests use, or an error
+// that says how to build it.
+func Binary() (string, error) {
+	if p := os.Getenv("CUSTOM_SD_CONSUL"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("CUSTOM_SD_CONSUL: %w", err)
+		}
+		return p, nil
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		p := filepath.Join(dir, "custom-sd", "consul-"+Version, "consul")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("no consul binary: run `make consul` (builds Consul %s into the cache) or set CUSTOM_SD_CONSUL", Version)
+}
+
+// Setup puts the consul binary first on PATH. Call it from TestMain; it
+// returns an error instead of failing so TestMain can report it.
+func Setup() error {
+	p, err := Binary()
+	if err != nil {
+		return err
+	}
+	return os.Setenv("PATH", filepath.Dir(p)+string(os.PathListSeparator)+os.Getenv("PATH"))
+}
+
+// Main is a TestMain body: it sets up the binary, runs the tests and then
+// fails if they leaked goroutines.
+func Main(m *testing.M) {
+	if err := Setup(); err != nil {
+		fmt.Fprintln(os.Stderr, "testconsul:", err)
+		os.Exit(1)
+	}
+	// testutil's port allocator keeps a goroutine for the whole process.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/consul/sdk/freeport.checkFreedPorts"))
+}
+
+// Server is a running Consul agent (a single-node server).
+type Server struct {
+	*testutil.TestServer
+	Client *api.Client
+}
+
+// Start starts an agent on free loopback ports and stops it when the test
+// ends. configure may adjust the agent's configuration.
+func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server {
+	t.Helper()
+	srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
+		c.LogLevel = "warn"
+		c.Connect = nil
+		c.Peering = nil
+		for _, f := range configure {
+			f(c)
+		}
+	})
+	require.NoError(t, err, "start consul")
+	t.Cleanup(func() { _ = srv.Stop() })
+	srv.WaitForLeader(t)
+	client, err := api.NewClient(&api.Config{Address: srv.HTTPAddr})
+	require.NoError(t, err)
+	return &Server{TestServer: srv, Client: client}
+}
+
+// Halt stops the agent now, as a crash or an outage would look to clients.
+// Consul exits with status 1 on an interrupt, so the exit status is not an
+// error here.
+func (s *Server) Halt(t testing.TB) {
+	t.Helper()
+	var exit *exec.ExitError
+	if err := s.Stop(); err != nil && !errors.As(err, &exit) {
+		require.NoError(t, err, "stop consul")
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Instance describes a service instance to register in the catalog.
+type Instance struct {
+	Node     string            // node name; "" means "node-1"
+	NodeMeta map[string]string // node metadata
+	Service  string
+	ID       string // "" means Service
+	Address  string // service address; "" leaves it empty (the node's is used)
+	Port     int
+	Tags     []string
+	Meta     map[string]string
+	Status   string // health of the service check; "" registers no check
+}
+
+// Register writes the instance to the catalog on a node with address
+// 127.0.0.1, as an external service the agent does not manage.
+func (s *Server) Register(t testing.TB, in Instance) {
+	t.Helper()
+	node := in.Node
+	if node == "" {
+		node = "node-1"
+	}
+	id := in.ID
+	if id == "" {
+		id = in.Service
+	}
+	reg := &api.CatalogRegistration{
+		Node:            node,
+		Address:         "127.0.0.1",
+		NodeMeta:        in.NodeMeta,
+		TaggedAddresses: map[string]string{"lan": "127.0.0.1"},
+		Service: &api.AgentService{
+			ID: id, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta,
+		},
+	}
+	if in.Status != "" {
+		reg.Checks = api.HealthChecks{{
+			Node: node, CheckID: "check:" + id, Name: "check " + id, Status: in.Status, ServiceID: id,
+		}}
+	}
+	_, err := s.Client.Catalog().Register(reg, nil)
+	require.NoError(t, err, "register %s/%s", node, id)
+}
+
+// Deregister removes one service instance from the catalog.
+func (s *Server) Deregister(t testing.TB, node, id string) {
+	t.Helper()
+	if node == "" {
+		node = "node-1"
+	}
+	_, err := s.Client.Catalog().Deregister(&api.CatalogDeregistration{Node: node, ServiceID: id}, nil)
+	require.NoError(t, err, "deregister %s/%s", node, id)
+}
+
+// Eventually polls cond every 10ms until it holds or 20s pass. It is for
+// waiting on effects that arrive asynchronously; no test asserts on timing.
+func Eventually(t testing.TB, cond func() bool, msgAndArgs ...any) {
+	t.Helper()
+	require.Eventually(t, cond, 20*time.Second, 10*time.Millisecond, msgAndArgs...)
+}
