@@ -1,0 +1,117 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// streamsPerConn is how many long polls the scheduler places on one HTTP/2
+// connection. Consul's HTTPS server allows 250 concurrent streams per
+// connection (Go's default); staying well below leaves room for requests the
+// scheduler does not count.
+const streamsPerConn = 100
+
+// transport is the HTTP transport for all Consul requests. It holds at most
+// maxConns connections to the agent, speaks HTTP/2 over TLS when the agent
+// offers it, and notes whether it does.
+type transport struct {
+	base     http.RoundTripper // an *http.Transport, except in tests
+	http2    atomic.Bool
+	requests atomic.Uint64 // requests sent
+	limited  atomic.Uint64 // 429 answers
+	conns    atomic.Int64  // connections open now
+	maxConns atomic.Int64  // most connections open at once
+}
+
+func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
+	tlsClientConfig, err := api.SetupTLSConfig(tlsConf)
+	if err != nil {
+		return nil, fmt.Errorf("set up TLS: %w", err)
+	}
+	t := &transport{}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t.base = &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			storeMax(&t.maxConns, t.conns.Add(1))
+			return &countedConn{Conn: c, open: &t.conns}, nil
+		},
+		TLSClientConfig:     tlsClientConfig,
+		TLSHandshakeTimeout: 10 * time.Second,
+		// Over HTTP/1.1 every long poll holds a connection; this is the hard
+		// cap behind the scheduler's budget.
+		MaxConnsPerHost:     maxConns,
+		MaxIdleConnsPerHost: maxConns,
+		IdleConnTimeout:     90 * time.Second,
+		// Setting TLSClientConfig turns HTTP/2 off unless asked for.
+		ForceAttemptHTTP2: true,
+	}
+	return t, nil
+}
+
+// countedConn decrements a count of open connections when closed.
+type countedConn struct {
+	net.Conn
+	open   *atomic.Int64
+	closed atomic.Bool
+}
+
+func (c *countedConn) Close() error {
+	if !c.closed.Swap(true) {
+		c.open.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.requests.Add(1)
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.ProtoMajor == 2 {
+		t.http2.Store(true)
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		t.limited.Add(1)
+	}
+	return resp, err
+}
+
+// newClient returns a Consul client that sends every request through t.
+// Address may carry a scheme ("https://host:8501"); a path after the host is
+// kept as a prefix for a Consul behind a reverse proxy.
+func newClient(conf api.Config, t *transport) (*api.Client, error) {
+	conf.Transport = nil
+	conf.HttpClient = &http.Client{Transport: t}
+	if strings.HasPrefix(conf.Address, "unix://") {
+		return nil, fmt.Errorf("unix socket addresses are not supported: %s", conf.Address)
+	}
+	c, err := api.NewClient(&conf)
+	if err != nil {
+		return nil, fmt.Errorf("create Consul client: %w", err)
+	}
+	return c, nil
+}
+
+// storeMax raises m to v if v is larger.
+func storeMax(m *atomic.Int64, v int64) {
+	for {
+		cur := m.Load()
+		if v <= cur || m.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}

@@ -1,0 +1,318 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custom-sd/custom-sd/adapter"
+	"github.com/custom-sd/custom-sd/internal/testconsul"
+)
+
+func TestMain(m *testing.M) { testconsul.Main(m) }
+
+// collector runs a Discoverer and keeps the latest group per Source, as the
+// adapter's manager does.
+type collector struct {
+	mu     sync.Mutex
+	groups map[string]*adapter.Group
+	sends  int
+	first  []*adapter.Group
+}
+
+func (c *collector) snapshot() (map[string][]string, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string][]string{}
+	for src, g := range c.groups {
+		var ids []string
+		for _, t := range g.Targets {
+			ids = append(ids, string(t[serviceIDLabel]))
+		}
+		sort.Strings(ids)
+		out[src] = ids
+	}
+	return out, c.sends
+}
+
+// labels returns the labels of the instance with the given service ID.
+func (c *collector) labels(source, id string) map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[source]
+	if g == nil {
+		return nil
+	}
+	for _, t := range g.Targets {
+		if string(t[serviceIDLabel]) == id {
+			out := map[string]string{}
+			for n, v := range g.Labels.Merge(t) {
+				out[string(n)] = string(v)
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// startCollector starts d and returns its collector and a stop function that waits for
+// Run to return.
+func startCollector(t testing.TB, d *Discoverer) (*collector, func()) {
+	c := &collector{groups: map[string]*adapter.Group{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	up := make(chan []*adapter.Group)
+	var wg sync.WaitGroup
+	wg.Go(func() { d.Run(ctx, up) })
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case gs := <-up:
+				c.mu.Lock()
+				if c.sends == 0 {
+					c.first = gs
+				}
+				c.sends++
+				for _, g := range gs {
+					if len(g.Targets) == 0 {
+						delete(c.groups, g.Source)
+					} else {
+						c.groups[g.Source] = g
+					}
+				}
+				c.mu.Unlock()
+			}
+		}
+	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
+}
+
+// settle lets a second of fake time pass, enough for every watch to make
+// its next request, and waits until every goroutine is blocked again.
+func settle() {
+	time.Sleep(time.Second)
+	synctest.Wait()
+}
+
+// fakeDiscoverer returns a Discoverer whose requests go to f in memory.
+func fakeDiscoverer(t *testing.T, f *fakeConsul, maxConns int) *Discoverer {
+	d, err := New(Config{API: api.Config{Address: "consul.invalid:8500"}, MaxConnections: maxConns})
+	require.NoError(t, err)
+	d.transport.base = inMemory{f}
+	return d
+}
+
+var modes = []struct {
+	name     string
+	maxConns int
+	sweeping bool
+}{
+	{"one long poll per service", 64, false},
+	{"doorbells and sweeps", 4, true},
+}
+
+func TestDiscovererFollowsChanges(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeConsul()
+				for i := range 5 {
+					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
+				}
+				d := fakeDiscoverer(t, f, mode.maxConns)
+				c, stop := startCollector(t, d)
+				defer stop()
+				settle()
+
+				got, sends := c.snapshot()
+				require.Equal(t, 1, sends, "the initial set comes in one send")
+				require.Len(t, c.first, 5, "and holds every service")
+				require.Len(t, got, 5)
+				require.Equal(t, mode.sweeping, d.sweeping.Load())
+
+				f.set("svc1", 0, "svc1-a", "svc1-b")
+				settle()
+				got, _ = c.snapshot()
+				require.Equal(t, []string{"svc1-a", "svc1-b"}, got["svc1"])
+
+				f.set("svc1", 0, "svc1-b")
+				settle()
+				got, _ = c.snapshot()
+				require.Equal(t, []string{"svc1-b"}, got["svc1"])
+
+				f.set("svc2", 0, nil...)
+				settle()
+				got, _ = c.snapshot()
+				require.NotContains(t, got, "svc2", "a service that left the catalog is deleted")
+
+				f.set("new", 0, "new-a")
+				settle()
+				got, _ = c.snapshot()
+				require.Equal(t, []string{"new-a"}, got["new"])
+			})
+		})
+	}
+}
+
+func TestDiscovererWaitsForEveryService(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeConsul()
+				for i := range 5 {
+					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
+				}
+				f.setFail("/v1/health/service/svc3", http.StatusInternalServerError)
+				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
+				defer stop()
+
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				_, sends := c.snapshot()
+				require.Zero(t, sends, "nothing is sent while one service cannot be read")
+				require.Greater(t, f.count("/v1/health/service/svc3"), 1, "the failing read is retried")
+
+				f.setFail("/v1/health/service/svc3", 0)
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				got, sends := c.snapshot()
+				require.Equal(t, 1, sends)
+				require.Len(t, got, 5)
+			})
+		})
+	}
+}
+
+func TestDiscovererKeepsLastKnownTargetsOfAFailingService(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeConsul()
+				for i := range 5 {
+					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
+				}
+				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
+				defer stop()
+				settle()
+
+				f.setFail("/v1/health/service/svc3", http.StatusInternalServerError)
+				f.set("svc3", 0, "svc3-changed") // its read fails, so this is not seen
+				f.set("svc0", 0, "svc0-a", "svc0-b")
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				got, _ := c.snapshot()
+				require.Equal(t, []string{"svc3-a"}, got["svc3"], "stale beats incomplete")
+				require.Equal(t, []string{"svc0-a", "svc0-b"}, got["svc0"], "the others still update")
+
+				f.setFail("/v1/health/service/svc3", 0)
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				got, _ = c.snapshot()
+				require.Equal(t, []string{"svc3-changed"}, got["svc3"])
+			})
+		})
+	}
+}
+
+func TestDiscovererBacksOffOnTooManyRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeConsul()
+		f.set("svc", 0, "svc-a")
+		f.setFail("/v1/catalog/services", http.StatusTooManyRequests)
+		d := fakeDiscoverer(t, f, 64)
+		c, stop := startCollector(t, d)
+		defer stop()
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		// Backoff from 2s doubling to 30s, jittered down to half: at most
+		// 1+1+2+4+8+15+15+15 seconds fit in a minute, i.e. 8 requests.
+		require.LessOrEqual(t, f.count("/v1/catalog/services"), 8, "no hot loop under 429s")
+		require.GreaterOrEqual(t, f.count("/v1/catalog/services"), 3, "but it keeps trying")
+		require.EqualValues(t, f.count("/v1/catalog/services"), d.transport.limited.Load())
+		_, sends := c.snapshot()
+		require.Zero(t, sends)
+
+		f.setFail("/v1/catalog/services", 0)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		got, _ := c.snapshot()
+		require.Equal(t, []string{"svc-a"}, got["svc"])
+	})
+}
+
+func TestDiscovererHandlesIndexGoingBackwards(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFakeConsul()
+				for i := range 5 {
+					f.set(fmt.Sprintf("svc%d", i), 100, fmt.Sprintf("svc%d-a", i))
+				}
+				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
+				defer stop()
+				settle()
+
+				// A Consul restored from an older snapshot: lower indexes, and
+				// svc0 has other instances.
+				f.set("svc0", 2, "svc0-restored")
+				for i := 1; i < 5; i++ {
+					f.set(fmt.Sprintf("svc%d", i), uint64(2+i), fmt.Sprintf("svc%d-a", i))
+				}
+				time.Sleep(DefaultWaitTime + time.Minute)
+				synctest.Wait()
+				got, _ := c.snapshot()
+				require.Equal(t, []string{"svc0-restored"}, got["svc0"])
+
+				// And later changes are still seen.
+				f.set("svc1", 0, "svc1-b")
+				settle()
+				got, _ = c.snapshot()
+				require.Equal(t, []string{"svc1-b"}, got["svc1"])
+			})
+		})
+	}
+}
+
+func TestDiscovererSpacesRequestsOfAFlappingService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeConsul()
+		f.set("flappy", 0, "a")
+		c, stop := startCollector(t, fakeDiscoverer(t, f, 64))
+		defer stop()
+		settle()
+		before := f.count("/v1/health/service/flappy")
+
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range 1000 {
+				f.set("flappy", 0, fmt.Sprintf("a%d", i))
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		<-done
+		synctest.Wait()
+		// 1,000 changes in one second; one request per 10ms at most.
+		require.LessOrEqual(t, f.count("/v1/health/service/flappy")-before, 101)
+		_, sends := c.snapshot()
+		require.Greater(t, sends, 10, "changes still flow")
+	})
+}

@@ -1,0 +1,183 @@
+package consul
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// fakeConsul answers the few endpoints the discoverer uses, with Consul's
+// blocking-query semantics, entirely in memory so tests can run inside a
+// synctest bubble. It exists for faults a real agent cannot produce on
+// demand; behaviour against a real agent is tested in integration_test.go.
+type fakeConsul struct {
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced on every change
+	index    uint64        // the catalog's index
+	services map[string]*fakeService
+	fail     map[string]int // path → status to answer with
+	requests map[string]int // path → requests seen
+}
+
+type fakeService struct {
+	index   uint64
+	entries []*api.ServiceEntry
+}
+
+func newFakeConsul() *fakeConsul {
+	return &fakeConsul{
+		changed:  make(chan struct{}),
+		index:    1,
+		services: map[string]*fakeService{},
+		fail:     map[string]int{},
+		requests: map[string]int{},
+	}
+}
+
+// set replaces a service's instances (nil removes the service) and moves the
+// index forward, or to index when it is not 0 (to make it go backwards).
+func (f *fakeConsul) set(name string, index uint64, instances ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if index == 0 {
+		index = f.index + 1
+	}
+	f.index = index
+	if instances == nil {
+		delete(f.services, name)
+	} else {
+		s := &fakeService{index: index}
+		for _, id := range instances {
+			s.entries = append(s.entries, &api.ServiceEntry{
+				Node:    &api.Node{Node: "n1", Address: "127.0.0.1", Datacenter: "dc1"},
+				Service: &api.AgentService{ID: id, Service: name, Port: 80},
+			})
+		}
+		f.services[name] = s
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// setFail makes path answer with status (0 to heal).
+func (f *fakeConsul) setFail(path string, status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail[path] = status
+}
+
+func (f *fakeConsul) count(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[path]
+}
+
+func (f *fakeConsul) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.requests {
+		n += c
+	}
+	return n
+}
+
+// current returns the body and index of path; ok is false for unknown paths.
+func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
+	switch {
+	case path == "/v1/catalog/services":
+		out := map[string][]string{}
+		for name := range f.services {
+			out[name] = []string{}
+		}
+		return out, f.index, true
+	case strings.HasPrefix(path, "/v1/health/service/"):
+		s := f.services[strings.TrimPrefix(path, "/v1/health/service/")]
+		if s == nil {
+			return []*api.ServiceEntry{}, f.index, true
+		}
+		return s.entries, s.index, true
+	case path == "/v1/health/state/any":
+		return []*api.HealthCheck{}, f.index, true
+	case path == "/v1/catalog/nodes":
+		return []*api.Node{}, f.index, true
+	}
+	return nil, 0, false
+}
+
+func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	minIndex, _ := strconv.ParseUint(r.URL.Query().Get("index"), 10, 64)
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	deadline := time.After(wait)
+
+	f.mu.Lock()
+	f.requests[path]++
+	for {
+		if code := f.fail[path]; code != 0 {
+			f.mu.Unlock()
+			http.Error(w, "injected failure", code)
+			return
+		}
+		body, index, ok := f.current(path)
+		if !ok {
+			f.mu.Unlock()
+			http.NotFound(w, r)
+			return
+		}
+		if minIndex == 0 || index > minIndex {
+			f.mu.Unlock()
+			f.reply(w, body, index)
+			return
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-deadline:
+			f.mu.Lock()
+			body, index, _ := f.current(path)
+			f.mu.Unlock()
+			f.reply(w, body, index)
+			return
+		case <-ch:
+		}
+		f.mu.Lock()
+	}
+}
+
+func (f *fakeConsul) reply(w http.ResponseWriter, body any, index uint64) {
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(index, 10))
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// inMemory serves requests with a handler, without a network, so that the
+// client works inside a synctest bubble.
+type inMemory struct{ h http.Handler }
+
+func (m inMemory) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.h.ServeHTTP(rec, req)
+	}()
+	select {
+	case <-done:
+		return rec.Result(), nil
+	case <-req.Context().Done():
+		<-done
+		return nil, req.Context().Err()
+	}
+}

@@ -1,0 +1,214 @@
+package consul
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custom-sd/custom-sd/internal/testconsul"
+)
+
+// These tests run the Discoverer against a real Consul agent.
+
+func realDiscoverer(t *testing.T, addr string, mod func(*Config)) *Discoverer {
+	t.Helper()
+	cfg := Config{API: api.Config{Address: addr}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := New(cfg)
+	require.NoError(t, err)
+	return d
+}
+
+func TestRealConsulFollowsTheCatalog(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testconsul.Start(t)
+			web1 := testconsul.Instance{
+				Node: "node-a", NodeMeta: map[string]string{"rack": "r1", "rack.id": "7"},
+				Service: "web", ID: "web-1", Port: 8080, Tags: []string{"prod", "v1"},
+				Meta: map[string]string{"team": "sre", "owner-email": "sre@example.com"}, Status: api.HealthPassing,
+			}
+			srv.Register(t, web1)
+			srv.Register(t, testconsul.Instance{Node: "node-2", Service: "web", ID: "web-2", Address: "127.0.0.2", Port: 8080})
+			srv.Register(t, testconsul.Instance{Service: "db", ID: "db-1", Address: "::1", Port: 5432, Status: api.HealthWarning})
+			// Enough services to exceed a budget of 4 connections.
+			for i := range 6 {
+				srv.Register(t, testconsul.Instance{Service: fmt.Sprintf("filler-%d", i), Port: 9000 + i})
+			}
+
+			d := realDiscoverer(t, srv.HTTPAddr, func(c *Config) { c.MaxConnections = mode.maxConns })
+			c, _ := startCollector(t, d)
+			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+			require.Len(t, c.first, 9, "consul, web, db and six fillers in the first send")
+			require.Equal(t, mode.sweeping, d.sweeping.Load())
+
+			got := c.labels("web", "web-1")
+			require.Equal(t, map[string]string{
+				"__address__":                                "127.0.0.1:8080",
+				"__meta_consul_address":                      "127.0.0.1",
+				"__meta_consul_dc":                           "dc1",
+				"__meta_consul_health":                       "passing",
+				"__meta_consul_metadata_rack":                "r1",
+				"__meta_consul_metadata_rack_id":             "7",
+				"__meta_consul_node":                         "node-a",
+				"__meta_consul_service":                      "web",
+				"__meta_consul_service_address":              "",
+				"__meta_consul_service_id":                   "web-1",
+				"__meta_consul_service_metadata_owner_email": "sre@example.com",
+				"__meta_consul_service_metadata_team":        "sre",
+				"__meta_consul_service_port":                 "8080",
+				"__meta_consul_tagged_address_lan":           "127.0.0.1",
+				"__meta_consul_tags":                         ",prod,v1,",
+			}, got)
+			require.Equal(t, "127.0.0.2:8080", c.labels("web", "web-2")["__address__"])
+			require.Equal(t, "[::1]:5432", c.labels("db", "db-1")["__address__"])
+			require.Equal(t, "warning", c.labels("db", "db-1")["__meta_consul_health"])
+
+			steps := []struct {
+				name   string
+				change func()
+				holds  func() bool
+			}{
+				{"register", func() {
+					srv.Register(t, testconsul.Instance{Node: "node-3", Service: "web", ID: "web-3", Port: 8081})
+				}, func() bool { return c.labels("web", "web-3") != nil }},
+				{"deregister", func() { srv.Deregister(t, "node-2", "web-2") }, func() bool {
+					return c.labels("web", "web-2") == nil && c.labels("web", "web-3") != nil
+				}},
+				{"health flip", func() {
+					w := web1
+					w.Status = api.HealthCritical
+					srv.Register(t, w)
+				}, func() bool { return c.labels("web", "web-1")["__meta_consul_health"] == "critical" }},
+				{"tags and meta change", func() {
+					w := web1
+					w.Status, w.Tags, w.Meta = api.HealthCritical, []string{"canary"}, map[string]string{"team": "dev"}
+					srv.Register(t, w)
+				}, func() bool {
+					l := c.labels("web", "web-1")
+					_, oldMeta := l["__meta_consul_service_metadata_owner_email"]
+					return l["__meta_consul_tags"] == ",canary," && l["__meta_consul_service_metadata_team"] == "dev" && !oldMeta
+				}},
+				{"service leaves the catalog", func() { srv.Deregister(t, "", "db-1") }, func() bool {
+					got, _ := c.snapshot()
+					_, ok := got["db"]
+					return !ok
+				}},
+			}
+			for _, s := range steps {
+				s.change()
+				testconsul.Eventually(t, s.holds, s.name)
+			}
+			require.Zero(t, d.transport.limited.Load(), "no 429s")
+			require.LessOrEqual(t, d.transport.maxConns.Load(), int64(mode.maxConns), "within the connection budget")
+		})
+	}
+}
+
+// TestRealConsulConnectionBudget runs against an agent whose per-client
+// limit is low, with more services than connections: the first set is
+// complete, no request is refused and the budget holds.
+func TestRealConsulConnectionBudget(t *testing.T) {
+	t.Parallel()
+	const budget, limit, services = 8, 16, 60
+	srv := testconsul.Start(t, func(c *testutil.TestServerConfig) {
+		c.Args = append(c.Args, "-hcl", fmt.Sprintf("limits { http_max_conns_per_client = %d }", limit))
+	})
+	for i := range services {
+		for j := range 2 {
+			srv.Register(t, testconsul.Instance{Node: fmt.Sprintf("node-%d", j), Service: fmt.Sprintf("svc-%02d", i), Port: 10000 + i})
+		}
+	}
+	d := realDiscoverer(t, srv.HTTPAddr, func(c *Config) { c.MaxConnections = budget })
+	c, _ := startCollector(t, d)
+	testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+	got, _ := c.snapshot()
+	require.Len(t, got, services+1)
+	for name, ids := range got {
+		if name != "consul" {
+			require.Len(t, ids, 2, name)
+		}
+	}
+	require.True(t, d.sweeping.Load())
+
+	srv.Register(t, testconsul.Instance{Node: "node-9", Service: "svc-42", ID: "late", Port: 10042})
+	testconsul.Eventually(t, func() bool { return c.labels("svc-42", "late") != nil })
+
+	require.Zero(t, d.transport.limited.Load(), "no 429s")
+	require.LessOrEqual(t, d.transport.maxConns.Load(), int64(budget))
+}
+
+// TestRealConsulHTTP2 shows that over HTTPS the long polls share HTTP/2
+// connections: with a budget of four connections, twenty services each get
+// a long poll of their own instead of falling back to sweeps.
+func TestRealConsulHTTP2(t *testing.T) {
+	t.Parallel()
+	files := testconsul.NewTLS(t)
+	srv := testconsul.Start(t, testconsul.WithHTTPS(files))
+	for i := range 20 {
+		srv.Register(t, testconsul.Instance{Service: fmt.Sprintf("svc-%02d", i), Port: 10000 + i})
+	}
+	d := realDiscoverer(t, "https://"+srv.HTTPSAddr, func(c *Config) {
+		c.MaxConnections = MinConnections
+		c.API.TLSConfig = api.TLSConfig{CAFile: files.CA}
+	})
+	c, _ := startCollector(t, d)
+	testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+	require.True(t, d.transport.http2.Load(), "the agent answered over HTTP/2")
+	require.False(t, d.sweeping.Load(), "every service has its own long poll")
+	got, _ := c.snapshot()
+	require.Len(t, got, 21)
+
+	srv.Register(t, testconsul.Instance{Node: "node-2", Service: "svc-07", ID: "second", Port: 10007})
+	testconsul.Eventually(t, func() bool { return c.labels("svc-07", "second") != nil })
+	require.LessOrEqual(t, d.transport.maxConns.Load(), int64(2), "a handful of connections")
+}
+
+// TestRealConsulUnreachableAtStart: nothing is sent while the agent is down;
+// the complete set follows once it is up.
+func TestRealConsulUnreachableAtStart(t *testing.T) {
+	t.Parallel()
+	port := testconsul.FreePort(t)
+	d := realDiscoverer(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
+	c, _ := startCollector(t, d)
+	testconsul.Eventually(t, func() bool { return d.Requests() >= 3 }, "retries while Consul is down")
+	_, sends := c.snapshot()
+	require.Zero(t, sends)
+
+	srv := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	srv.Register(t, testconsul.Instance{Service: "web", Port: 80})
+	testconsul.Eventually(t, func() bool { return c.labels("web", "web") != nil }, "targets once Consul is up")
+}
+
+// TestRealConsulStoppedKeepsTargets: when the agent goes away, nothing is
+// deleted.
+func TestRealConsulStoppedKeepsTargets(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testconsul.Start(t)
+			for i := range 6 {
+				srv.Register(t, testconsul.Instance{Service: fmt.Sprintf("svc-%d", i), Port: 10000 + i})
+			}
+			d := realDiscoverer(t, srv.HTTPAddr, func(c *Config) { c.MaxConnections = mode.maxConns })
+			c, _ := startCollector(t, d)
+			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+			before, sends := c.snapshot()
+
+			srv.Halt(t)
+			requests := d.Requests()
+			testconsul.Eventually(t, func() bool { return d.Requests() >= requests+3 }, "retries after Consul stopped")
+			after, sendsAfter := c.snapshot()
+			require.Equal(t, before, after)
+			require.Equal(t, sends, sendsAfter, "nothing was sent")
+		})
+	}
+}

@@ -1,0 +1,146 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/hashicorp/consul/api"
+)
+
+// Retry delays after a failed request. A 429 (the agent's per-client
+// connection limit or rate limit) starts higher: it is back-pressure.
+const (
+	minBackoff        = 250 * time.Millisecond
+	minBackoffLimited = 2 * time.Second
+	maxBackoff        = 30 * time.Second
+)
+
+// requestTimeout bounds one request: Consul may hold a blocking query for the
+// wait time plus up to wait/16 of jitter, then needs time to answer.
+func requestTimeout(wait time.Duration) time.Duration {
+	return wait + wait/16 + 10*time.Second
+}
+
+// fetchFunc performs one request. A non-zero index makes it a blocking query
+// that waits up to wait for the index to move past index.
+type fetchFunc[T any] func(ctx context.Context, q *api.QueryOptions) (T, *api.QueryMeta, error)
+
+// poller runs one blocking query over and over.
+type poller struct {
+	what        string // for logs, e.g. "service web"
+	filter      string // Consul filter expression, if any
+	logger      log.Logger
+	wait        time.Duration
+	minInterval time.Duration // least time between two requests
+	allowStale  bool
+}
+
+// poll runs fetch as a blocking query until ctx is cancelled and calls
+// deliver with each result whose index differs from the last one seen (so a
+// wait that timed out delivers nothing). known is the index of what the
+// caller already has, 0 for nothing.
+//
+// When the index goes backwards (a Consul restored from a snapshot, or a
+// fresh one) the result is delivered and polling goes on from the new index.
+// A failed request is retried with jittered exponential backoff, and without
+// an index: a Consul that came back with a lower index would otherwise hold
+// the retry for the whole wait time before admitting it.
+func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T], deliver func(T, uint64)) {
+	var (
+		index   = known // index sent with the next request
+		backoff time.Duration
+		failing error
+	)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout(p.wait))
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: p.wait, AllowStale: p.allowStale, Filter: p.filter}).WithContext(rctx)
+		res, meta, err := fetch(rctx, q)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			backoff = nextBackoff(backoff, err)
+			logFailure(p, failing, err, backoff)
+			failing, index = err, 0
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+			continue
+		}
+		if failing != nil {
+			level.Info(p.logger).Log("msg", "Consul query recovered", "query", p.what)
+			failing, backoff = nil, 0
+		}
+		next := meta.LastIndex
+		switch {
+		case next == known && known != 0:
+			// The wait timed out, or a retry found nothing new.
+		case next < known:
+			level.Info(p.logger).Log("msg", "Consul index went backwards; starting over", "query", p.what, "old", known, "new", next)
+			deliver(res, next)
+		default:
+			deliver(res, next)
+		}
+		// Consul never returns 0, but a 0 would turn blocking queries into a
+		// hot loop of immediate answers.
+		known = max(next, 1)
+		index = known
+		if !sleep(ctx, p.minInterval) {
+			return
+		}
+	}
+}
+
+// logFailure logs the first failure of a run at warn level and repeats of
+// the same error at debug level, so an outage does not flood the log.
+func logFailure(p poller, previous, err error, retryIn time.Duration) {
+	lvl := level.Warn
+	if previous != nil && previous.Error() == err.Error() {
+		lvl = level.Debug
+	}
+	lvl(p.logger).Log("msg", "Consul query failed; keeping the last known targets", "query", p.what, "retry_in", retryIn, "err", err)
+}
+
+// nextBackoff doubles the previous delay, starting higher for a 429.
+func nextBackoff(prev time.Duration, err error) time.Duration {
+	floor := minBackoff
+	if isTooManyRequests(err) {
+		floor = minBackoffLimited
+	}
+	return min(max(2*prev, floor), maxBackoff)
+}
+
+func isTooManyRequests(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusTooManyRequests
+}
+
+// jitter returns a delay between d/2 and d, so that many watches failing
+// together do not retry together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// sleep waits for d or until ctx is cancelled, and reports whether it slept.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
