@@ -1,0 +1,196 @@
+// Command custom-sd keeps a Prometheus file_sd file in step with Consul.
+//
+// It watches Consul's catalog with blocking queries and rewrites the file
+// atomically whenever the targets change, so Prometheus scrapes exactly what
+// Consul knows. See README.md for flags and labels.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/common/version"
+
+	"github.com/custom-sd/custom-sd/adapter"
+	"github.com/custom-sd/custom-sd/sd/consul"
+)
+
+const name = "custom-sd"
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
+}
+
+// flags holds the parsed command line.
+type flags struct {
+	consulServer    string
+	consulTokenFile string
+	consulDC        string
+	tagSeparator    string
+	waitTime        time.Duration
+	maxConnections  int
+	allowStale      bool
+	outputFile      string
+	outputMode      string
+	outputInterval  time.Duration
+	logLevel        string
+	logFormat       string
+}
+
+func newApp(f *flags) *kingpin.Application {
+	app := kingpin.New(name, "Keeps a Prometheus file_sd file in step with Consul's catalog.")
+	app.Version(version.Print(name))
+	app.HelpFlag.Short('h')
+
+	app.Flag("consul.server", "Consul agent address: host:port, or a URL such as https://host:8501.").
+		Default("localhost:8500").Envar("CONSUL_HTTP_ADDR").StringVar(&f.consulServer)
+	app.Flag("consul.token-file", "File holding the Consul ACL token (otherwise CONSUL_HTTP_TOKEN, if set).").
+		Envar("CONSUL_HTTP_TOKEN_FILE").StringVar(&f.consulTokenFile)
+	app.Flag("consul.datacenter", "Datacenter to query (default: the agent's own).").StringVar(&f.consulDC)
+	app.Flag("consul.tag-separator", "Separator that joins tags in __meta_consul_tags, also put at both ends.").
+		Default(consul.DefaultTagSeparator).StringVar(&f.tagSeparator)
+	durationFlag(app, "consul.wait-time", "How long Consul may hold a blocking query (at most 10m).",
+		consul.DefaultWaitTime, &f.waitTime)
+	intFlag(app, "consul.max-connections", "Most connections held to the Consul agent; keep it well below the agent's limits.http_max_conns_per_client (200).",
+		consul.DefaultMaxConnections, &f.maxConnections)
+	app.Flag("consul.allow-stale", "Let any Consul server answer reads, not only the leader.").
+		Default("true").BoolVar(&f.allowStale)
+	app.Flag("output.file", "The file_sd file to write.").Default("custom_sd.json").StringVar(&f.outputFile)
+	app.Flag("output.mode", "Permission bits of the output file, in octal.").Default("0644").StringVar(&f.outputMode)
+	durationFlag(app, "output.interval", "Coalescing window: a change after a quiet period is written at once, later ones at most once per interval.",
+		adapter.DefaultInterval, &f.outputInterval)
+	enumFlag(app, "log.level", "Only log messages at or above this level.", "info", &f.logLevel, "debug", "info", "warn", "error")
+	enumFlag(app, "log.format", "Log format.", "logfmt", &f.logFormat, "logfmt", "json")
+	return app
+}
+
+// run parses args, runs until ctx is cancelled or a signal arrives, and
+// returns the exit code: 0 after a clean stop, 2 for bad flags, 1 otherwise.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	var f flags
+	app := newApp(&f)
+	app.UsageWriter(stderr)
+	app.ErrorWriter(stderr)
+	if _, err := app.Parse(args); err != nil {
+		msg := oneLine(err)
+		if strings.HasPrefix(msg, "unexpected ") {
+			msg += " (boolean flags take no value: use --flag or --no-flag)"
+		}
+		fmt.Fprintf(stderr, "%s: error: %s\n", name, msg)
+		return 2
+	}
+	mode, apiConf, err := f.validate()
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
+		return 2
+	}
+	logger := newLogger(stderr, f.logFormat, f.logLevel)
+
+	d, err := consul.New(consul.Config{
+		API:            apiConf,
+		TagSeparator:   f.tagSeparator,
+		WaitTime:       f.waitTime,
+		MaxConnections: f.maxConnections,
+		AllowStale:     f.allowStale,
+		Logger:         log.With(logger, "component", "consul"),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
+		return 2
+	}
+	a, err := adapter.New(f.outputFile, map[string]adapter.Discoverer{"consul": d}, adapter.Options{
+		Logger:   logger,
+		FileMode: mode,
+		Interval: f.outputInterval,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: --output.file: %v\n", name, oneLine(err))
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	level.Info(logger).Log("msg", "Starting custom-sd", "version", version.Info(), "output", f.outputFile)
+	if err := a.Run(ctx); err != nil {
+		level.Error(logger).Log("msg", "Stopped with an error", "err", err)
+		return 1
+	}
+	level.Info(logger).Log("msg", "Stopped", "writes", a.Writes())
+	return 0
+}
+
+// validate checks what kingpin cannot and builds the Consul client config.
+// Errors name the flag.
+func (f *flags) validate() (os.FileMode, api.Config, error) {
+	mode, err := strconv.ParseUint(f.outputMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return 0, api.Config{}, fmt.Errorf("--output.mode: %q is not an octal permission such as 0644", f.outputMode)
+	}
+	if f.outputFile == "" {
+		return 0, api.Config{}, errors.New("--output.file: must not be empty")
+	}
+	if fi, err := os.Stat(f.outputFile); err == nil && fi.IsDir() {
+		return 0, api.Config{}, fmt.Errorf("--output.file: %s is a directory", f.outputFile)
+	}
+	if f.outputInterval < 0 {
+		return 0, api.Config{}, fmt.Errorf("--output.interval: %s is negative", f.outputInterval)
+	}
+	if f.waitTime <= 0 || f.waitTime > 10*time.Minute {
+		return 0, api.Config{}, fmt.Errorf("--consul.wait-time: %s is not between 0 and 10m", f.waitTime)
+	}
+	if f.maxConnections < consul.MinConnections {
+		return 0, api.Config{}, fmt.Errorf("--consul.max-connections: %d is below the minimum of %d", f.maxConnections, consul.MinConnections)
+	}
+	if f.tagSeparator == "" {
+		return 0, api.Config{}, errors.New("--consul.tag-separator: must not be empty")
+	}
+	if f.consulServer == "" {
+		return 0, api.Config{}, errors.New("--consul.server: must not be empty")
+	}
+
+	// The defaults read CONSUL_HTTP_TOKEN(_FILE), CONSUL_HTTP_SSL and the TLS
+	// variables the consul CLI reads.
+	conf := *api.DefaultConfig()
+	conf.Address = f.consulServer
+	conf.Datacenter = f.consulDC
+	if f.consulTokenFile != "" {
+		b, err := os.ReadFile(f.consulTokenFile)
+		if err != nil {
+			return 0, api.Config{}, fmt.Errorf("--consul.token-file: %w", err)
+		}
+		conf.Token = strings.TrimSpace(string(b))
+		if conf.Token == "" {
+			return 0, api.Config{}, fmt.Errorf("--consul.token-file: %s is empty", f.consulTokenFile)
+		}
+	}
+	conf.TokenFile = "" // read above; never read again behind our back
+	return os.FileMode(mode), conf, nil
+}
+
+func newLogger(w io.Writer, format, lvl string) log.Logger {
+	var l log.Logger
+	if format == "json" {
+		l = log.NewJSONLogger(log.NewSyncWriter(w))
+	} else {
+		l = log.NewLogfmtLogger(log.NewSyncWriter(w))
+	}
+	l = level.NewFilter(l, level.Allow(level.ParseDefault(lvl, level.InfoValue())))
+	return log.With(l, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
+}
+
+// oneLine keeps an error message on one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
