@@ -159,6 +159,9 @@ func (f *flags) validate() (os.FileMode, api.Config, error) {
 	if f.consulServer == "" {
 		return 0, api.Config{}, errors.New("--consul.server: must not be empty")
 	}
+	if scheme, _, ok := strings.Cut(f.consulServer, "://"); ok && scheme != "http" && scheme != "https" {
+		return 0, api.Config{}, fmt.Errorf("--consul.server: scheme %q is not http or https", scheme)
+	}
 
 	// The defaults read CONSUL_HTTP_TOKEN(_FILE), CONSUL_HTTP_SSL and the TLS
 	// variables the consul CLI reads.

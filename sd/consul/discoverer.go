@@ -519,6 +519,7 @@ func (r *run) apply(res result) {
 	s.index = res.index
 	g := toGroup(s.name, s.name, res.entries, r.d.cfg.TagSeparator)
 	if s.fetched && groupsEqual(s.group, g) {
+		level.Debug(r.d.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", res.index)
 		return
 	}
 	s.group, s.fetched, s.lastChange = g, true, time.Now()

@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custom-sd/custom-sd/internal/testconsul"
+)
+
+// binPath is the custom-sd binary built for these tests.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "custom-sd-bin")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "custom-sd")
+	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build custom-sd: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	testconsul.Main(m)
+}
+
+// syncBuffer collects a process's stderr.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// daemon is a running custom-sd process.
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd.Stderr = d.stderr
+	require.NoError(t, d.cmd.Start())
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("custom-sd log:\n%s", d.stderr.String())
+		}
+	})
+	return d
+}
+
+// waitLog waits until the log holds n lines containing every one of parts.
+func (d *daemon) waitLog(t *testing.T, n int, parts ...string) {
+	t.Helper()
+	testconsul.Eventually(t, func() bool { return d.countLog(parts...) >= n }, "log lines with %q", parts)
+}
+
+func (d *daemon) countLog(parts ...string) int {
+	n := 0
+lines:
+	for _, l := range strings.Split(d.stderr.String(), "\n") {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				continue lines
+			}
+		}
+		n++
+	}
+	return n
+}
+
+// terminate sends SIGTERM and returns the exit code.
+func (d *daemon) terminate(t *testing.T) int {
+	t.Helper()
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second): // a hang detector, not a timing assertion
+		t.Fatal("custom-sd did not exit after SIGTERM")
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
+type fileSDEntry struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// readTargets parses the output file and returns its entries by service ID.
+func readTargets(t *testing.T, path string) map[string]fileSDEntry {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var entries []fileSDEntry
+	require.NoError(t, json.Unmarshal(b, &entries), "the file is valid file_sd JSON:\n%s", b)
+	out := map[string]fileSDEntry{}
+	for _, e := range entries {
+		out[e.Labels["__meta_consul_service_id"]] = e
+	}
+	return out
+}
+
+func hasTarget(path, id string) func() bool {
+	return func() bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false
+		}
+		var entries []fileSDEntry
+		if json.Unmarshal(b, &entries) != nil {
+			return false
+		}
+		for _, e := range entries {
+			if e.Labels["__meta_consul_service_id"] == id {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	web1 := testconsul.Instance{Service: "web", ID: "web-1", Port: 8080, Tags: []string{"prod"}, Status: api.HealthPassing}
+	srv.Register(t, web1)
+	srv.Register(t, testconsul.Instance{Node: "node-2", Service: "web", ID: "web-2", Port: 8080})
+	srv.Register(t, testconsul.Instance{Service: "db", ID: "db-1", Address: "127.0.0.3", Port: 5432})
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "custom_sd.json")
+	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--log.level=debug")
+	d.waitLog(t, 1, "Output file is complete")
+
+	got := readTargets(t, out)
+	require.Len(t, got, 4, "consul, web-1, web-2, db-1")
+	require.Equal(t, []string{"127.0.0.1:8080"}, got["web-1"].Targets)
+	require.Equal(t, ",prod,", got["web-1"].Labels["__meta_consul_tags"])
+	require.Equal(t, []string{"127.0.0.3:5432"}, got["db-1"].Targets)
+	fi, err := os.Stat(out)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o644), fi.Mode().Perm())
+
+	// Register and deregister reach the file.
+	srv.Register(t, testconsul.Instance{Node: "node-3", Service: "web", ID: "web-3", Port: 8081})
+	testconsul.Eventually(t, hasTarget(out, "web-3"))
+	srv.Deregister(t, "node-2", "web-2")
+	testconsul.Eventually(t, func() bool { return !hasTarget(out, "web-2")() })
+
+	// A change in Consul that changes no target (a check's output) does not
+	// rewrite the file.
+	before, err := os.Stat(out)
+	require.NoError(t, err)
+	_, err = srv.Client.Catalog().Register(&api.CatalogRegistration{
+		Node: "node-1", Address: "127.0.0.1", TaggedAddresses: map[string]string{"lan": "127.0.0.1"},
+		Service: &api.AgentService{ID: "web-1", Service: "web", Port: 8080, Tags: []string{"prod"}},
+		Checks:  api.HealthChecks{{Node: "node-1", CheckID: "check:web-1", Name: "check web-1", Status: api.HealthPassing, ServiceID: "web-1", Output: "new output"}},
+	}, nil)
+	require.NoError(t, err)
+	d.waitLog(t, 1, "changed in Consul but not its targets", "service=web")
+	after, err := os.Stat(out)
+	require.NoError(t, err)
+	require.True(t, os.SameFile(before, after), "same inode")
+	require.Equal(t, before.ModTime(), after.ModTime(), "not rewritten")
+
+	// Consul goes away: the last good file stays byte for byte.
+	good, err := os.ReadFile(out)
+	require.NoError(t, err)
+	srv.Halt(t)
+	failures := d.countLog("Consul query failed")
+	d.waitLog(t, failures+2, "Consul query failed")
+	now, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, string(good), string(now))
+
+	// SIGTERM: a clean exit and no temporary file left behind.
+	require.Equal(t, 0, d.terminate(t))
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the output file")
+}
+
+func TestConsulUnreachableAtStart(t *testing.T) {
+	t.Parallel()
+	port := testconsul.FreePort(t)
+	out := filepath.Join(t.TempDir(), "custom_sd.json")
+	d := startDaemon(t, fmt.Sprintf("--consul.server=127.0.0.1:%d", port), "--output.file="+out)
+	d.waitLog(t, 1, "Consul query failed")
+	_, err := os.Stat(out)
+	require.ErrorIs(t, err, os.ErrNotExist, "no file while Consul is unreachable")
+
+	srv := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	srv.Register(t, testconsul.Instance{Service: "web", ID: "web-1", Port: 8080})
+	testconsul.Eventually(t, hasTarget(out, "web-1"))
+	require.Equal(t, 0, d.terminate(t))
+}
+
+func TestRestartDoesNotRewriteAnUnchangedFile(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	srv.Register(t, testconsul.Instance{Service: "web", ID: "web-1", Port: 8080})
+	out := filepath.Join(t.TempDir(), "custom_sd.json")
+	args := []string{"--consul.server=" + srv.HTTPAddr, "--output.file=" + out}
+
+	first := startDaemon(t, args...)
+	first.waitLog(t, 1, "Output file is complete")
+	require.Equal(t, 0, first.terminate(t))
+	before, err := os.Stat(out)
+	require.NoError(t, err)
+
+	second := startDaemon(t, args...)
+	second.waitLog(t, 1, "Output file is complete")
+	require.Equal(t, 0, second.terminate(t))
+	require.Contains(t, second.stderr.String(), "writes=0")
+	after, err := os.Stat(out)
+	require.NoError(t, err)
+	require.True(t, os.SameFile(before, after))
+	require.Equal(t, before.ModTime(), after.ModTime())
+}
+
+func TestBadFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	existing := filepath.Join(dir, "existing.json")
+	require.NoError(t, os.WriteFile(existing, []byte("[]\n"), 0o644))
+	unreadable := filepath.Join(dir, "token")
+	require.NoError(t, os.Mkdir(unreadable, 0o755)) // reading a directory fails
+	emptyToken := filepath.Join(dir, "empty-token")
+	require.NoError(t, os.WriteFile(emptyToken, nil, 0o600))
+
+	tests := []struct {
+		name string
+		args []string
+		want string // the flag and problem named in the one line
+	}{
+		{"unknown flag", []string{"--nope"}, "unknown long flag '--nope'"},
+		{"bad duration", []string{"--consul.wait-time=soon"}, `--consul.wait-time: "soon" is not a duration`},
+		{"wait time too long", []string{"--consul.wait-time=11m"}, "--consul.wait-time: 11m0s is not between 0 and 10m"},
+		{"mode not octal", []string{"--output.mode=rw-r--r--"}, `--output.mode: "rw-r--r--" is not an octal permission`},
+		{"mode too large", []string{"--output.mode=7777"}, `--output.mode: "7777" is not an octal permission`},
+		{"output is a directory", []string{"--output.file=" + dir}, "--output.file: " + dir + " is a directory"},
+		{"unreadable token file", []string{"--consul.token-file=" + unreadable}, "--consul.token-file: read " + unreadable},
+		{"empty token file", []string{"--consul.token-file=" + emptyToken}, "--consul.token-file: " + emptyToken + " is empty"},
+		{"too few connections", []string{"--consul.max-connections=2"}, "--consul.max-connections: 2 is below the minimum of 4"},
+		{"connections not a number", []string{"--consul.max-connections=many"}, `--consul.max-connections: "many" is not a whole number`},
+		{"unknown log level", []string{"--log.level=loud"}, `--log.level: "loud" is not one of debug, info, warn, error`},
+		{"unknown log format", []string{"--log.format=xml"}, `--log.format: "xml" is not one of logfmt, json`},
+		{"empty tag separator", []string{"--consul.tag-separator="}, "--consul.tag-separator: must not be empty"},
+		{"bad consul scheme", []string{"--consul.server=ftp://127.0.0.1:1"}, "--consul.server"},
+		{"boolean with a value", []string{"--consul.allow-stale=false"}, "use --flag or --no-flag"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			args := tc.args
+			for _, def := range []string{"--output.file=" + existing, "--consul.server=127.0.0.1:1"} {
+				flag, _, _ := strings.Cut(def, "=")
+				if !strings.HasPrefix(strings.Join(tc.args, " "), flag) {
+					args = append(args, def)
+				}
+			}
+			code := run(context.Background(), args, &stderr)
+			require.Equal(t, 2, code)
+			msg := stderr.String()
+			require.Equal(t, 1, strings.Count(msg, "\n"), "one line: %q", msg)
+			require.Contains(t, msg, tc.want)
+			b, err := os.ReadFile(existing)
+			require.NoError(t, err)
+			require.Equal(t, "[]\n", string(b), "the output file is untouched")
+		})
+	}
+}
