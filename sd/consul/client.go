@@ -18,6 +18,12 @@ import (
 // scheduler does not count.
 const streamsPerConn = 100
 
+// headroom is how many connections of the budget are kept free. Aborting
+// an HTTP/1.1 long poll closes its connection at once on our side, but the
+// agent counts it until it notices; a new connection opened meanwhile would
+// briefly exceed the budget as the agent counts it.
+func headroom(budget int) int { return max(1, budget/16) }
+
 // transport is the HTTP transport for all Consul requests. It holds at most
 // maxConns connections to the agent, speaks HTTP/2 over TLS when the agent
 // offers it, and notes whether it does.

@@ -9,7 +9,7 @@ package consul
 import (
 	"cmp"
 	"context"
-	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,14 +29,16 @@ const (
 	DefaultMaxConnections     = 64
 	DefaultMinRequestInterval = 10 * time.Millisecond
 	// MinConnections is the smallest budget that leaves room for the service
-	// list, the two doorbells and one sweeper.
-	MinConnections = 4
+	// list, the two other doorbells, one reader and the headroom.
+	MinConnections = 5
 )
 
-// Filters that no check and no node match: the doorbells want only the
-// index, which moves with every change to the table, not the rows.
+// Doorbell filters. The nodes doorbell wants only the index, which moves
+// with every change to the nodes table, so it matches nothing. The health
+// doorbell lists the checks that are not passing: any change of an
+// instance's aggregated health shows as a change in that list.
 const (
-	healthDoorbellFilter = `CheckID == "custom-sd.doorbell.invalid"`
+	healthDoorbellFilter = `Status != "passing"`
 	nodesDoorbellFilter  = `Node == "custom-sd.doorbell.invalid"`
 )
 
@@ -64,20 +66,21 @@ type Config struct {
 
 // Discoverer is an adapter.Discoverer for Consul services.
 //
-// While there are fewer services than connections, each service has its own
-// long poll and a change reaches the output in milliseconds. With more
-// services than connections over HTTP/1.1, the discoverer holds three long
-// polls — the service list, all health checks and all nodes, filtered to
-// return nothing — whose indexes move with any change, and on each move
-// re-reads the services in a parallel sweep, spaced so that sweeping takes at
-// most a tenth of the time. Over HTTPS the agent speaks HTTP/2 and every
-// service gets its own long poll again, a hundred to a connection.
+// While the services fit the connection budget, each has its own long poll
+// and a change reaches the output in milliseconds. Over HTTPS the agent
+// speaks HTTP/2 and a hundred long polls share one connection, so that
+// holds for thousands of services. When they do not fit, the discoverer
+// switches to doorbells (see sweep.go): it keeps long polls for the most
+// recently changed services, resolves health changes exactly from the list of
+// non-passing checks, and re-reads the other services in a parallel sweep
+// when the catalog or the nodes change.
 type Discoverer struct {
 	cfg       Config
 	client    *api.Client
 	transport *transport
 	logger    log.Logger
-	sweeping  atomic.Bool // watching with doorbells and sweeps
+	sweeping  atomic.Bool  // watching with doorbells and sweeps
+	longPolls atomic.Int64 // services with a long poll of their own
 }
 
 // New returns a Discoverer for cfg.
@@ -92,7 +95,7 @@ func New(cfg Config) (*Discoverer, error) {
 		cfg.MaxConnections = DefaultMaxConnections
 	}
 	if cfg.MaxConnections < MinConnections {
-		return nil, errors.New("consul: at least 4 connections are needed")
+		return nil, fmt.Errorf("consul: at least %d connections are needed", MinConnections)
 	}
 	if cfg.MinRequestInterval == 0 {
 		cfg.MinRequestInterval = DefaultMinRequestInterval
@@ -100,7 +103,7 @@ func New(cfg Config) (*Discoverer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.NewNopLogger()
 	}
-	t, err := newTransport(cfg.MaxConnections, &cfg.API.TLSConfig)
+	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), &cfg.API.TLSConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -114,18 +117,16 @@ func New(cfg Config) (*Discoverer, error) {
 // Requests reports how many HTTP requests the discoverer has sent to Consul.
 func (d *Discoverer) Requests() uint64 { return d.transport.requests.Load() }
 
-// pollCapacity is how many long polls fit the connection budget besides the
-// service list's.
-func (d *Discoverer) pollCapacity() int {
+// streams is how many requests can be in flight at once within the budget,
+// less its headroom: one per connection over HTTP/1.1, a hundred per
+// connection over HTTP/2.
+func (d *Discoverer) streams() int {
+	conns := d.cfg.MaxConnections - headroom(d.cfg.MaxConnections)
 	if d.transport.http2.Load() {
-		return d.cfg.MaxConnections*streamsPerConn - 1
+		return conns * streamsPerConn
 	}
-	return d.cfg.MaxConnections - 1
+	return conns
 }
-
-// sweepWorkers is how many services a sweep reads at once: the budget minus
-// the service list and the two doorbells.
-func (d *Discoverer) sweepWorkers() int { return d.cfg.MaxConnections - 3 }
 
 func (d *Discoverer) poller(what, filter string) poller {
 	return poller{
@@ -167,25 +168,24 @@ type service struct {
 	cancel     context.CancelFunc // stops the service's own long poll, if it has one
 }
 
-// result is one successful read of a service's instances.
+func (s *service) held() bool { return s.cancel != nil }
+
+// result is one read of a service's instances, by its long poll or by a
+// reader.
 type result struct {
 	name    string
 	gen     uint64
 	index   uint64
 	entries []*api.ServiceEntry
+	err     error // only from readers; long polls retry on their own
+	sweep   bool  // read as part of a sweep
+	probe   bool  // only the index was read
 }
 
 // catalogUpdate is a new service list.
 type catalogUpdate struct {
 	names map[string][]string
 	index uint64
-}
-
-// sweepOutcome ends a sweep.
-type sweepOutcome struct {
-	failed   int   // services that could not be read
-	err      error // one of their errors
-	duration time.Duration
 }
 
 // run is the state of one Run call. Only the Run goroutine touches it; the
@@ -201,20 +201,13 @@ type run struct {
 	listed       bool   // the service list has been read
 	catalogIndex uint64 // the service list's index
 	sent         bool   // the complete initial set has been sent
+	held         int    // services with a long poll of their own
 
 	catalogCh chan catalogUpdate
 	resultCh  chan result
-	ringCh    chan struct{}
-	sweepCh   chan sweepOutcome
+	ringCh    chan ring
 
-	sweepMode      bool
-	stopDoorbells  context.CancelFunc
-	sweeping       bool
-	sweepAgain     bool
-	sweepTimer     *time.Timer
-	nextSweep      time.Time
-	sweepRetry     time.Duration
-	lastSweepStart time.Time
+	sw *sweeper // non-nil in sweep mode
 }
 
 // Run implements adapter.Discoverer.
@@ -227,8 +220,7 @@ func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
 		services:  map[string]*service{},
 		catalogCh: make(chan catalogUpdate),
 		resultCh:  make(chan result),
-		ringCh:    make(chan struct{}, 1),
-		sweepCh:   make(chan sweepOutcome),
+		ringCh:    make(chan ring),
 	}
 	defer r.wg.Wait()
 	defer cancel()
@@ -245,28 +237,21 @@ func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
 
 	for {
 		var sweepTimerC <-chan time.Time
-		if r.sweepTimer != nil {
-			sweepTimerC = r.sweepTimer.C
+		if r.sw != nil && r.sw.timer != nil {
+			sweepTimerC = r.sw.timer.C
 		}
 		select {
 		case <-ctx.Done():
-			if r.sweepTimer != nil {
-				r.sweepTimer.Stop()
-			}
+			r.leaveSweepMode()
 			return
 		case cu := <-r.catalogCh:
 			r.reconcile(cu)
-			if r.sweepMode {
-				r.ring()
-			}
 		case res := <-r.resultCh:
 			r.apply(res)
-		case <-r.ringCh:
-			r.requestSweep()
-		case out := <-r.sweepCh:
-			r.sweepDone(out)
+		case rg := <-r.ringCh:
+			r.doorbell(rg)
 		case <-sweepTimerC:
-			r.sweepTimer = nil
+			r.sw.timer = nil
 			r.startSweep()
 		}
 		r.sendInitial()
@@ -279,73 +264,64 @@ func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
 // every service's own long poll waits for an index that may now be far off,
 // so each starts over with a fresh read.
 func (r *run) reconcile(cu catalogUpdate) {
-	names := cu.names
 	if cu.index < r.catalogIndex {
 		level.Warn(r.d.logger).Log("msg", "Consul's index went backwards; re-reading every service", "old", r.catalogIndex, "new", cu.index)
 		for _, s := range r.services {
-			if s.cancel != nil {
-				s.cancel()
-				s.cancel = nil
-			}
+			r.release(s)
 			s.index = 0
+		}
+		if r.sw != nil {
+			r.sw.covered, r.sw.pending = 0, 0
 		}
 	}
 	r.catalogIndex = cu.index
 	r.listed = true
+
 	for name, s := range r.services {
-		if _, ok := names[name]; ok {
+		if _, ok := cu.names[name]; ok {
 			continue
 		}
-		if s.cancel != nil {
-			s.cancel()
-		}
+		r.release(s)
 		delete(r.services, name)
 		if r.sent && s.group != nil && len(s.group.Targets) > 0 {
 			r.send(&adapter.Group{Source: name})
 		}
 		level.Debug(r.d.logger).Log("msg", "Service left the catalog", "service", name)
 	}
-	for name := range names {
+	var added []*service
+	for name := range cu.names {
 		if _, ok := r.services[name]; ok {
 			continue
 		}
 		r.nextGen++
-		r.services[name] = &service{name: name, gen: r.nextGen}
+		s := &service{name: name, gen: r.nextGen}
+		r.services[name] = s
+		added = append(added, s)
 		level.Debug(r.d.logger).Log("msg", "Service joined the catalog", "service", name)
 	}
 
-	sweep := len(r.services) > r.d.pollCapacity()
-	if sweep != r.sweepMode {
-		r.sweepMode = sweep
-		r.d.sweeping.Store(sweep)
-		if sweep {
-			level.Info(r.d.logger).Log("msg", "More services than connections: watching with doorbells and sweeps", "services", len(r.services), "max_connections", r.d.cfg.MaxConnections)
-		} else {
-			level.Info(r.d.logger).Log("msg", "Watching every service with its own long poll", "services", len(r.services))
-		}
-	}
-	if r.sweepMode {
+	if len(r.services) <= r.d.streams()-1 {
+		r.leaveSweepMode()
 		for _, s := range r.services {
-			if s.cancel != nil {
-				s.cancel()
-				s.cancel = nil
+			if !s.held() {
+				r.hold(s)
 			}
 		}
-		r.startDoorbells()
 		return
 	}
-	r.stopDoorbellsIfRunning()
-	for _, s := range r.services {
-		if s.cancel == nil {
-			r.hold(s)
-		}
+	r.enterSweepMode()
+	for _, s := range added {
+		r.readSoon(s)
 	}
+	r.requestSweep(cu.index)
 }
 
 // hold starts a long poll of its own for s.
 func (r *run) hold(s *service) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	s.cancel = cancel
+	r.held++
+	r.d.longPolls.Add(1)
 	name, gen, index := s.name, s.gen, s.index
 	r.wg.Go(func() {
 		poll(ctx, r.d.poller("service "+name, ""), index, r.d.fetchInstances(name), func(entries []*api.ServiceEntry, idx uint64) {
@@ -357,175 +333,49 @@ func (r *run) hold(s *service) {
 	})
 }
 
-// startDoorbells starts the long polls whose index moves with any check or
-// node change. The service list's poll is the third doorbell.
-func (r *run) startDoorbells() {
-	if r.stopDoorbells != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(r.ctx)
-	r.stopDoorbells = cancel
-	r.wg.Go(func() {
-		poll(ctx, r.d.poller("health checks", healthDoorbellFilter), 0, r.d.fetchChecks, func(api.HealthChecks, uint64) { r.ring() })
-	})
-	r.wg.Go(func() {
-		poll(ctx, r.d.poller("nodes", nodesDoorbellFilter), 0, r.d.fetchNodes, func([]*api.Node, uint64) { r.ring() })
-	})
-}
-
-func (r *run) stopDoorbellsIfRunning() {
-	if r.stopDoorbells != nil {
-		r.stopDoorbells()
-		r.stopDoorbells = nil
-	}
-}
-
-// ring notes that something in Consul changed.
-func (r *run) ring() {
-	select {
-	case r.ringCh <- struct{}{}:
-	default:
-	}
-}
-
-// requestSweep starts a sweep now, or as soon as spacing allows.
-func (r *run) requestSweep() {
-	switch {
-	case !r.sweepMode:
-	case r.sweeping:
-		r.sweepAgain = true
-	case r.sweepTimer != nil:
-		// A sweep is scheduled; it will see this change.
-	case time.Now().Before(r.nextSweep):
-		r.sweepTimer = time.NewTimer(time.Until(r.nextSweep))
-	default:
-		r.startSweep()
-	}
-}
-
-// startSweep reads every service once, services never read first and then
-// the most recently changed, so the likeliest changes arrive soonest.
-func (r *run) startSweep() {
-	if !r.sweepMode || r.sweeping {
-		return
-	}
-	todo := make([]*service, 0, len(r.services))
-	for _, s := range r.services {
-		todo = append(todo, s)
-	}
-	slices.SortFunc(todo, func(a, b *service) int {
-		if a.fetched != b.fetched {
-			if !a.fetched {
-				return -1
-			}
-			return 1
-		}
-		return b.lastChange.Compare(a.lastChange)
-	})
-	type job struct {
-		name string
-		gen  uint64
-	}
-	jobs := make([]job, len(todo))
-	for i, s := range todo {
-		jobs[i] = job{s.name, s.gen}
-	}
-	r.sweeping, r.sweepAgain = true, false
-	r.lastSweepStart = time.Now()
-	ctx, d := r.ctx, r.d
-	r.wg.Go(func() {
-		start := time.Now()
-		next := make(chan job)
-		var failed sync.Map
-		var workers sync.WaitGroup
-		for range min(d.sweepWorkers(), len(jobs)) {
-			workers.Go(func() {
-				for j := range next {
-					entries, idx, err := d.readOnce(ctx, j.name)
-					if err != nil {
-						failed.Store(j.name, err)
-						continue
-					}
-					select {
-					case r.resultCh <- result{name: j.name, gen: j.gen, index: idx, entries: entries}:
-					case <-ctx.Done():
-					}
-				}
-			})
-		}
-	feed:
-		for _, j := range jobs {
-			select {
-			case next <- j:
-			case <-ctx.Done():
-				break feed
-			}
-		}
-		close(next)
-		workers.Wait()
-		out := sweepOutcome{duration: time.Since(start)}
-		failed.Range(func(_, err any) bool {
-			out.failed++
-			out.err = err.(error)
-			return true
-		})
-		select {
-		case r.sweepCh <- out:
-		case <-ctx.Done():
-		}
-	})
-}
-
-// readOnce reads a service's instances without blocking.
-func (d *Discoverer) readOnce(ctx context.Context, name string) ([]*api.ServiceEntry, uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout(0))
-	defer cancel()
-	q := (&api.QueryOptions{AllowStale: d.cfg.AllowStale}).WithContext(ctx)
-	entries, meta, err := d.client.Health().Service(name, "", false, q)
-	if err != nil {
-		return nil, 0, err
-	}
-	return entries, meta.LastIndex, nil
-}
-
-// sweepDone schedules the next sweep: after a backoff when reads failed,
-// otherwise only if something changed meanwhile, spaced so that sweeping
-// takes at most a tenth of the time.
-func (r *run) sweepDone(out sweepOutcome) {
-	r.sweeping = false
-	r.nextSweep = r.lastSweepStart.Add(max(10*out.duration, r.d.cfg.MinRequestInterval))
-	if out.failed > 0 {
-		r.sweepRetry = nextBackoff(r.sweepRetry, out.err)
-		level.Warn(r.d.logger).Log("msg", "Some services could not be read; keeping their last known targets", "failed", out.failed, "retry_in", r.sweepRetry, "err", out.err)
-		r.nextSweep = time.Now().Add(jitter(r.sweepRetry))
-		r.sweepAgain = true
-	} else {
-		r.sweepRetry = 0
-	}
-	if r.sweepAgain {
-		r.requestSweep()
+// release stops the long poll of s, if it has one.
+func (r *run) release(s *service) {
+	if s.held() {
+		s.cancel()
+		s.cancel = nil
+		r.held--
+		r.d.longPolls.Add(-1)
 	}
 }
 
 // apply takes in one read of a service.
 func (r *run) apply(res result) {
-	s := r.services[res.name]
-	if s == nil || s.gen != res.gen {
-		return // the service left the catalog meanwhile
-	}
-	if s.fetched && res.index == s.index {
+	if res.err != nil {
+		r.readFailed(res)
 		return
+	}
+	s := r.services[res.name]
+	if s != nil && s.gen != res.gen {
+		s = nil // the service left the catalog and came back meanwhile
+	}
+	changed := s != nil && !res.probe && r.update(s, res)
+	if r.sw != nil {
+		r.readDone(s, res, changed)
+	}
+}
+
+// update stores a read of s and sends its group if it changed. It reports
+// whether the targets changed.
+func (r *run) update(s *service, res result) bool {
+	if s.fetched && res.index == s.index {
+		return false
 	}
 	s.index = res.index
 	g := toGroup(s.name, s.name, res.entries, r.d.cfg.TagSeparator)
 	if s.fetched && groupsEqual(s.group, g) {
 		level.Debug(r.d.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", res.index)
-		return
+		return false
 	}
 	s.group, s.fetched, s.lastChange = g, true, time.Now()
 	if r.sent {
 		r.send(g)
 	}
+	return true
 }
 
 // sendInitial sends the complete set once the service list and every

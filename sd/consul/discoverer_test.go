@@ -119,13 +119,17 @@ func fakeDiscoverer(t *testing.T, f *fakeConsul, maxConns int) *Discoverer {
 	return d
 }
 
+// modes are the discoverer's ways of watching, chosen by the connection
+// budget for the tests' eight to nine services.
 var modes = []struct {
-	name     string
-	maxConns int
-	sweeping bool
+	name      string
+	maxConns  int
+	sweeping  bool
+	longPolls int // -1: one per service
 }{
-	{"one long poll per service", 64, false},
-	{"doorbells and sweeps", 4, true},
+	{"one long poll per service", 64, false, -1},
+	{"doorbells and sweeps only", 5, true, 0},          // 1 headroom, 3 doorbells, 1 reader
+	{"long polls for the busiest, sweeps", 8, true, 3}, // 1 headroom, 3 doorbells, 1 reader, 3 long polls
 }
 
 func TestDiscovererFollowsChanges(t *testing.T) {
@@ -133,7 +137,7 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFakeConsul()
-				for i := range 5 {
+				for i := range 8 {
 					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
 				}
 				d := fakeDiscoverer(t, f, mode.maxConns)
@@ -143,8 +147,8 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 
 				got, sends := c.snapshot()
 				require.Equal(t, 1, sends, "the initial set comes in one send")
-				require.Len(t, c.first, 5, "and holds every service")
-				require.Len(t, got, 5)
+				require.Len(t, c.first, 8, "and holds every service")
+				require.Len(t, got, 8)
 				require.Equal(t, mode.sweeping, d.sweeping.Load())
 
 				f.set("svc1", 0, "svc1-a", "svc1-b")
@@ -176,7 +180,7 @@ func TestDiscovererWaitsForEveryService(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFakeConsul()
-				for i := range 5 {
+				for i := range 8 {
 					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
 				}
 				f.setFail("/v1/health/service/svc3", http.StatusInternalServerError)
@@ -194,7 +198,7 @@ func TestDiscovererWaitsForEveryService(t *testing.T) {
 				synctest.Wait()
 				got, sends := c.snapshot()
 				require.Equal(t, 1, sends)
-				require.Len(t, got, 5)
+				require.Len(t, got, 8)
 			})
 		})
 	}
@@ -205,7 +209,7 @@ func TestDiscovererKeepsLastKnownTargetsOfAFailingService(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFakeConsul()
-				for i := range 5 {
+				for i := range 8 {
 					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
 				}
 				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
@@ -263,7 +267,7 @@ func TestDiscovererHandlesIndexGoingBackwards(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := newFakeConsul()
-				for i := range 5 {
+				for i := range 8 {
 					f.set(fmt.Sprintf("svc%d", i), 100, fmt.Sprintf("svc%d-a", i))
 				}
 				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
@@ -273,7 +277,7 @@ func TestDiscovererHandlesIndexGoingBackwards(t *testing.T) {
 				// A Consul restored from an older snapshot: lower indexes, and
 				// svc0 has other instances.
 				f.set("svc0", 2, "svc0-restored")
-				for i := 1; i < 5; i++ {
+				for i := 1; i < 8; i++ {
 					f.set(fmt.Sprintf("svc%d", i), uint64(2+i), fmt.Sprintf("svc%d-a", i))
 				}
 				time.Sleep(DefaultWaitTime + time.Minute)

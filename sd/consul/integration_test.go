@@ -48,6 +48,11 @@ func TestRealConsulFollowsTheCatalog(t *testing.T) {
 			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
 			require.Len(t, c.first, 9, "consul, web, db and six fillers in the first send")
 			require.Equal(t, mode.sweeping, d.sweeping.Load())
+			wantPolls := int64(mode.longPolls)
+			if wantPolls < 0 {
+				wantPolls = 9
+			}
+			testconsul.Eventually(t, func() bool { return d.longPolls.Load() == wantPolls }, "long polls")
 
 			got := c.labels("web", "web-1")
 			require.Equal(t, map[string]string{
@@ -96,6 +101,13 @@ func TestRealConsulFollowsTheCatalog(t *testing.T) {
 					_, oldMeta := l["__meta_consul_service_metadata_owner_email"]
 					return l["__meta_consul_tags"] == ",canary," && l["__meta_consul_service_metadata_team"] == "dev" && !oldMeta
 				}},
+				{"node check flip", func() {
+					_, err := srv.Client.Catalog().Register(&api.CatalogRegistration{
+						Node: "node-3", Address: "127.0.0.1",
+						Check: &api.AgentCheck{Node: "node-3", CheckID: "node-alive", Name: "node alive", Status: api.HealthCritical},
+					}, nil)
+					require.NoError(t, err)
+				}, func() bool { return c.labels("web", "web-3")["__meta_consul_health"] == "critical" }},
 				{"service leaves the catalog", func() { srv.Deregister(t, "", "db-1") }, func() bool {
 					got, _ := c.snapshot()
 					_, ok := got["db"]
