@@ -71,8 +71,8 @@ func newApp(f *flags) *kingpin.Application {
 	app.Flag("output.mode", "Permission bits of the output file, in octal.").Default("0644").StringVar(&f.outputMode)
 	durationFlag(app, "output.interval", "Coalescing window: a change after a quiet period is written at once, later ones at most once per interval.",
 		adapter.DefaultInterval, &f.outputInterval)
-	enumFlag(app, "log.level", "Only log messages at or above this level.", "info", &f.logLevel, "debug", "info", "warn", "error")
-	enumFlag(app, "log.format", "Log format.", "logfmt", &f.logFormat, "logfmt", "json")
+	enumFlag(app, "log.level", "Only log messages at or above this level: debug, info, warn or error.", "info", &f.logLevel, "debug", "info", "warn", "error")
+	enumFlag(app, "log.format", "Log format: logfmt or json.", "logfmt", &f.logFormat, "logfmt", "json")
 	return app
 }
 

@@ -276,7 +276,7 @@ func TestBadFlags(t *testing.T) {
 		{"output is a directory", []string{"--output.file=" + dir}, "--output.file: " + dir + " is a directory"},
 		{"unreadable token file", []string{"--consul.token-file=" + unreadable}, "--consul.token-file: read " + unreadable},
 		{"empty token file", []string{"--consul.token-file=" + emptyToken}, "--consul.token-file: " + emptyToken + " is empty"},
-		{"too few connections", []string{"--consul.max-connections=2"}, "--consul.max-connections: 2 is below the minimum of 4"},
+		{"too few connections", []string{"--consul.max-connections=4"}, "--consul.max-connections: 4 is below the minimum of 5"},
 		{"connections not a number", []string{"--consul.max-connections=many"}, `--consul.max-connections: "many" is not a whole number`},
 		{"unknown log level", []string{"--log.level=loud"}, `--log.level: "loud" is not one of debug, info, warn, error`},
 		{"unknown log format", []string{"--log.format=xml"}, `--log.format: "xml" is not one of logfmt, json`},
