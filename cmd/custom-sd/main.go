@@ -144,8 +144,8 @@ func (f *flags) validate() (os.FileMode, api.Config, error) {
 	if fi, err := os.Stat(f.outputFile); err == nil && fi.IsDir() {
 		return 0, api.Config{}, fmt.Errorf("--output.file: %s is a directory", f.outputFile)
 	}
-	if f.outputInterval < 0 {
-		return 0, api.Config{}, fmt.Errorf("--output.interval: %s is negative", f.outputInterval)
+	if f.outputInterval <= 0 {
+		return 0, api.Config{}, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
 	}
 	if f.waitTime <= 0 || f.waitTime > 10*time.Minute {
 		return 0, api.Config{}, fmt.Errorf("--consul.wait-time: %s is not between 0 and 10m", f.waitTime)

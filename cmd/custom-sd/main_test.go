@@ -67,7 +67,20 @@ type daemon struct {
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, args...)
+}
+
+// startDaemonEnv starts custom-sd with extra environment variables; the
+// CONSUL_* variables of the test's own environment are left out.
+func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CONSUL_") {
+			d.cmd.Env = append(d.cmd.Env, kv)
+		}
+	}
+	d.cmd.Env = append(d.cmd.Env, env...)
 	d.cmd.Stderr = d.stderr
 	require.NoError(t, d.cmd.Start())
 	go func() {
@@ -276,6 +289,7 @@ func TestBadFlags(t *testing.T) {
 		{"output is a directory", []string{"--output.file=" + dir}, "--output.file: " + dir + " is a directory"},
 		{"unreadable token file", []string{"--consul.token-file=" + unreadable}, "--consul.token-file: read " + unreadable},
 		{"empty token file", []string{"--consul.token-file=" + emptyToken}, "--consul.token-file: " + emptyToken + " is empty"},
+		{"zero interval", []string{"--output.interval=0s"}, "--output.interval: 0s is not positive"},
 		{"too few connections", []string{"--consul.max-connections=4"}, "--consul.max-connections: 4 is below the minimum of 5"},
 		{"connections not a number", []string{"--consul.max-connections=many"}, `--consul.max-connections: "many" is not a whole number`},
 		{"unknown log level", []string{"--log.level=loud"}, `--log.level: "loud" is not one of debug, info, warn, error`},
@@ -304,5 +318,48 @@ func TestBadFlags(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "[]\n", string(b), "the output file is untouched")
 		})
+	}
+}
+
+func TestACLTokenIsUsedAndNeverShown(t *testing.T) {
+	t.Parallel()
+	const management = "8f3a9c1e-5b7d-4e2f-9a6c-1d0b3e5f7a92"
+	const unknown = "0c6d2b8e-3f1a-4c5d-8e7f-9a0b1c2d3e4f"
+	srv := testconsul.Start(t, testconsul.WithACLs(management))
+	srv.Register(t, testconsul.Instance{Service: "web", ID: "web-1", Port: 8080})
+	dir := t.TempDir()
+	tokenFile := func(name, token string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(token+"\n"), 0o600))
+		return p
+	}
+
+	// An unknown token: Consul answers 403, logged without the token, and
+	// no file is written.
+	out := filepath.Join(dir, "denied.json")
+	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--log.level=debug",
+		"--consul.token-file="+tokenFile("unknown", unknown))
+	d.waitLog(t, 2, "Consul query failed", "403")
+	require.Equal(t, 0, d.terminate(t))
+	require.NotContains(t, d.stderr.String(), unknown)
+	_, err := os.Stat(out)
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	// The right token, from a file and from CONSUL_HTTP_TOKEN.
+	for name, run := range map[string]func(out string) *daemon{
+		"file": func(out string) *daemon {
+			return startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--log.level=debug",
+				"--consul.token-file="+tokenFile("management", management))
+		},
+		"env": func(out string) *daemon {
+			return startDaemonEnv(t, []string{"CONSUL_HTTP_TOKEN=" + management},
+				"--consul.server="+srv.HTTPAddr, "--output.file="+out, "--log.level=debug")
+		},
+	} {
+		out := filepath.Join(dir, name+".json")
+		d := run(out)
+		testconsul.Eventually(t, hasTarget(out, "web-1"), name)
+		require.Equal(t, 0, d.terminate(t))
+		require.NotContains(t, d.stderr.String(), management, name)
 	}
 }

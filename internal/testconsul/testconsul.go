@@ -77,6 +77,8 @@ type Server struct {
 
 // Start starts an agent on free loopback ports and stops it when the test
 // ends. configure may adjust the agent's configuration.
+//
+// With ACLs, set ACL.Tokens.InitialManagement: Server.Client uses it.
 func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server {
 	t.Helper()
 	srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
@@ -90,7 +92,8 @@ func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server 
 	require.NoError(t, err, "start consul")
 	t.Cleanup(func() { _ = srv.Stop() })
 	srv.WaitForLeader(t)
-	client, err := api.NewClient(&api.Config{Address: srv.HTTPAddr})
+	// With ACLs on, the tests' own client acts with the management token.
+	client, err := api.NewClient(&api.Config{Address: srv.HTTPAddr, Token: srv.Config.ACL.Tokens.InitialManagement})
 	require.NoError(t, err)
 	return &Server{TestServer: srv, Client: client}
 }
@@ -103,6 +106,17 @@ func (s *Server) Halt(t testing.TB) {
 	var exit *exec.ExitError
 	if err := s.Stop(); err != nil && !errors.As(err, &exit) {
 		require.NoError(t, err, "stop consul")
+	}
+}
+
+// WithACLs enables ACLs with a default-deny policy and the given management
+// token.
+func WithACLs(managementToken string) func(*testutil.TestServerConfig) {
+	return func(c *testutil.TestServerConfig) {
+		c.ACL.Enabled = true
+		c.ACL.DefaultPolicy = "deny"
+		c.ACL.Tokens.InitialManagement = managementToken
+		c.ACL.Tokens.Agent = managementToken
 	}
 }
 
