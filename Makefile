@@ -18,7 +18,7 @@ LDFLAGS = -s -w \
 
 export CUSTOM_SD_CONSUL = $(CONSUL)
 
-.PHONY: all build test lint consul demo clean
+.PHONY: all build test lint consul demo bench clean
 
 all: build
 
@@ -44,6 +44,11 @@ test: consul lint
 ## demo: a local Consul dev agent with deploy/consul.json, custom-sd beside it, and the file it writes
 demo: build consul
 	CONSUL=$(CONSUL) CUSTOM_SD=bin/custom-sd scripts/demo.sh
+
+## bench: the benchmark scenarios behind docs/performance.md (about a quarter of an hour)
+bench: build consul
+	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 100 -instances 3 -samples 100
+	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 1000 -instances 3 -samples 30
 
 clean:
 	rm -rf bin .demo

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	stdlog "log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/hashicorp/consul/api"
+)
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// agent is a Consul dev agent with default limits, on loopback.
+type agent struct {
+	cmd    *exec.Cmd
+	addr   string
+	client *api.Client
+}
+
+func startAgent(consulBin, dir string) (*agent, error) {
+	ports := make([]int, 4)
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	log, err := os.Create(filepath.Join(dir, "consul.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(consulBin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
+		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
+		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1", "-log-level", "warn")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start consul: %w", err)
+	}
+	a := &agent{cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	a.client, err = api.NewClient(&api.Config{Address: a.addr})
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if leader, err := a.client.Status().Leader(); err == nil && leader != "" {
+			return a, nil
+		}
+		if time.Now().After(deadline) {
+			a.stop()
+			return nil, errors.New("consul did not elect a leader in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (a *agent) stop() {
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	_ = a.cmd.Wait()
+}
+
+// instanceID names instance i of service s.
+func instanceID(s, i int) string { return fmt.Sprintf("svc-%05d-%d", s, i) }
+
+func serviceName(s int) string { return fmt.Sprintf("svc-%05d", s) }
+
+// register writes (or rewrites) instance i of service s with the check in
+// the given state, through the transaction endpoint.
+func registerOps(s, i int, status string) api.TxnOps {
+	node := fmt.Sprintf("node-%d", i)
+	id := instanceID(s, i)
+	return api.TxnOps{
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: "127.0.0.1"}}},
+		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{
+			ID: id, Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"},
+		}}},
+		{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
+			Node: node, CheckID: "check:" + id, Name: "check", Status: status, ServiceID: id,
+		}}},
+	}
+}
+
+func (a *agent) txn(ops api.TxnOps) error {
+	ok, resp, _, err := a.client.Txn().Txn(ops, nil)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		var msgs []string
+		for _, e := range resp.Errors {
+			msgs = append(msgs, fmt.Sprintf("op %d: %s", e.OpIndex, e.What))
+		}
+		return fmt.Errorf("transaction failed: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// load registers services × instances, 20 instances to a transaction.
+func (a *agent) load(services, instances int) error {
+	var ops api.TxnOps
+	for s := range services {
+		for i := range instances {
+			ops = append(ops, registerOps(s, i, api.HealthPassing)...)
+			if len(ops) >= 60 {
+				if err := a.txn(ops); err != nil {
+					return fmt.Errorf("load: %w", err)
+				}
+				ops = nil
+			}
+		}
+	}
+	if len(ops) > 0 {
+		return a.txn(ops)
+	}
+	return nil
+}
+
+// proxy forwards to the agent and counts what passes.
+type proxy struct {
+	srv       *http.Server
+	addr      string
+	requests  atomic.Int64
+	bytes     atomic.Int64
+	limited   atomic.Int64 // 429 answers
+	conns     atomic.Int64
+	peakConns atomic.Int64
+}
+
+func startProxy(target string) (*proxy, error) {
+	p := &proxy{}
+	u, _ := url.Parse("http://" + target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	rp.ErrorLog = stdlog.New(io.Discard, "", 0) // cancelled long polls are expected
+	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second}
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.StatusCode == http.StatusTooManyRequests {
+			p.limited.Add(1)
+		}
+		r.Body = &countingBody{ReadCloser: r.Body, n: &p.bytes}
+		return nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.addr = l.Addr().String()
+	p.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.requests.Add(1)
+			rp.ServeHTTP(w, r)
+		}),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				n := p.conns.Add(1)
+				for {
+					peak := p.peakConns.Load()
+					if n <= peak || p.peakConns.CompareAndSwap(peak, n) {
+						break
+					}
+				}
+			case http.StateClosed, http.StateHijacked:
+				p.conns.Add(-1)
+			}
+		},
+	}
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// daemon is a running custom-sd.
+type daemon struct {
+	cmd   *exec.Cmd
+	start time.Time
+}
+
+func startDaemon(bin, consulAddr, out, logPath string, extra ...string) (*daemon, error) {
+	log, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--consul.server=" + consulAddr, "--output.file=" + out}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	d := &daemon{cmd: cmd, start: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start custom-sd: %w", err)
+	}
+	return d, nil
+}
+
+func (d *daemon) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+}
+
+// usage reads peak RSS (bytes) and CPU time of a running process.
+func usage(pid int) (peakRSS int64, cpu time.Duration, err error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			peakRSS = kb * 1024
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ on Linux
+	return peakRSS, time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
+// fileWatch reports every replacement of a file through inotify.
+type fileWatch struct {
+	fd     int
+	name   string
+	mu     sync.Mutex
+	writes int
+	subs   []chan time.Time
+}
+
+func watchFile(path string) (*fileWatch, error) {
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	if _, err := syscall.InotifyAddWatch(fd, filepath.Dir(path), syscall.IN_MOVED_TO|syscall.IN_CLOSE_WRITE); err != nil {
+		return nil, fmt.Errorf("inotify watch: %w", err)
+	}
+	w := &fileWatch{fd: fd, name: filepath.Base(path)}
+	go w.loop()
+	return w, nil
+}
+
+func (w *fileWatch) loop() {
+	buf := make([]byte, 64*1024)
+	for {
+		n, err := syscall.Read(w.fd, buf)
+		if err != nil || n <= 0 {
+			return
+		}
+		now := time.Now()
+		for off := 0; off+syscall.SizeofInotifyEvent <= n; {
+			ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			name := string(bytes.TrimRight(buf[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)], "\x00"))
+			off += syscall.SizeofInotifyEvent + int(ev.Len)
+			if name != w.name || ev.Mask&syscall.IN_MOVED_TO == 0 {
+				continue
+			}
+			w.mu.Lock()
+			w.writes++
+			for _, c := range w.subs {
+				select {
+				case c <- now:
+				default:
+				}
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *fileWatch) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.writes
+}
+
+// subscribe returns a channel that receives the time of each replacement.
+func (w *fileWatch) subscribe() chan time.Time {
+	c := make(chan time.Time, 1024)
+	w.mu.Lock()
+	w.subs = append(w.subs, c)
+	w.mu.Unlock()
+	return c
+}
+
+func (w *fileWatch) unsubscribe(c chan time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, s := range w.subs {
+		if s == c {
+			w.subs = append(w.subs[:i], w.subs[i+1:]...)
+			return
+		}
+	}
+}
+
+// waitFor waits until cond holds for the file's content, checking after each
+// replacement, and returns when the replacement that made it hold happened.
+func (w *fileWatch) waitFor(ctx context.Context, path string, cond func([]byte) bool) (time.Time, error) {
+	c := w.subscribe()
+	defer w.unsubscribe(c)
+	if b, err := os.ReadFile(path); err == nil && cond(b) {
+		return time.Now(), nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		case at := <-c:
+			b, err := os.ReadFile(path)
+			if err == nil && cond(b) {
+				return at, nil
+			}
+		}
+	}
+}
+
+// entryLine returns the file's line for a service instance, or nil.
+func entryLine(b []byte, id string) []byte {
+	i := bytes.Index(b, []byte(`"__meta_consul_service_id":"`+id+`"`))
+	if i < 0 {
+		return nil
+	}
+	start := bytes.LastIndexByte(b[:i], '\n') + 1
+	end := bytes.IndexByte(b[i:], '\n')
+	if end < 0 {
+		return b[start:]
+	}
+	return b[start : i+end]
+}

@@ -1,0 +1,366 @@
+// Command bench measures custom-sd against a real Consul agent: time to the
+// first complete file, propagation latency of single changes, writes per
+// burst, Consul requests while idle, connections and 429s, memory and CPU.
+//
+//	make bench                      # the scenarios in docs/performance.md
+//	go run ./bench -services 100 -instances 3 -samples 60
+//
+// It starts its own Consul dev agent (default limits) on loopback ports, a
+// counting proxy in front of it, and custom-sd behind that proxy.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+type config struct {
+	consul, customSD string
+	services         int
+	instances        int
+	samples          int
+	burst            int
+	idle             time.Duration
+	spacing          time.Duration
+	extra            []string
+}
+
+type result struct {
+	cfg           config
+	load          time.Duration
+	firstFile     time.Duration
+	targets       int
+	latency       map[string][]time.Duration
+	burstWrites   int
+	burstConverge time.Duration
+	idleRequests  int64
+	idleBytes     int64
+	idleWrites    int
+	requests      int64
+	limited       int64
+	peakConns     int64
+	peakRSS       int64
+	cpu           time.Duration
+	fileSize      int64
+}
+
+func main() {
+	var cfg config
+	var extra string
+	flag.StringVar(&cfg.consul, "consul", "consul", "consul binary")
+	flag.StringVar(&cfg.customSD, "custom-sd", "bin/custom-sd", "custom-sd binary")
+	flag.IntVar(&cfg.services, "services", 100, "services to register")
+	flag.IntVar(&cfg.instances, "instances", 3, "instances per service")
+	flag.IntVar(&cfg.samples, "samples", 60, "single changes of each kind to time")
+	flag.IntVar(&cfg.burst, "burst", 1000, "health flips in the one-second burst (0 to skip)")
+	flag.DurationVar(&cfg.idle, "idle", time.Minute, "idle period to count requests over (0 to skip)")
+	flag.DurationVar(&cfg.spacing, "spacing", 700*time.Millisecond, "pause between single changes (above custom-sd's --output.interval)")
+	flag.StringVar(&extra, "args", "", "extra custom-sd flags, space separated")
+	flag.Parse()
+	cfg.extra = strings.Fields(extra)
+
+	res, err := runScenario(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	report(os.Stdout, res)
+}
+
+func runScenario(cfg config) (*result, error) {
+	res := &result{cfg: cfg, latency: map[string][]time.Duration{}}
+	dir, err := os.MkdirTemp("", "custom-sd-bench")
+	if err != nil {
+		return nil, err
+	}
+	if os.Getenv("BENCH_KEEP") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "keeping", dir)
+	}
+
+	a, err := startAgent(cfg.consul, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer a.stop()
+	start := time.Now()
+	if err := a.load(cfg.services, cfg.instances); err != nil {
+		return nil, err
+	}
+	res.load = time.Since(start)
+	fmt.Fprintf(os.Stderr, "loaded %d×%d in %s\n", cfg.services, cfg.instances, res.load.Round(time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+
+	// Phase 1, custom-sd talking to Consul directly: speed.
+	run, err := startRun(ctx, cfg, dir, "direct", a.addr)
+	if err != nil {
+		return nil, err
+	}
+	res.firstFile, res.targets = run.firstFile, run.targets
+	time.Sleep(2 * time.Second) // past the start-up reads
+	if err := measureLatency(ctx, cfg, a, run.w, run.out, res); err != nil {
+		return nil, err
+	}
+	if cfg.burst > 0 {
+		if res.burstWrites, res.burstConverge, err = measureBurst(ctx, cfg, a, run.w, run.out); err != nil {
+			return nil, err
+		}
+	}
+	if res.peakRSS, res.cpu, err = usage(run.d.cmd.Process.Pid); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(run.out); err == nil {
+		res.fileSize = fi.Size()
+	}
+	run.d.stop()
+
+	// Phase 2, behind a counting proxy: what Consul sees, from start-up
+	// through a burst to an idle period.
+	p, err := startProxy(a.addr)
+	if err != nil {
+		return nil, err
+	}
+	defer p.srv.Close()
+	run, err = startRun(ctx, cfg, dir, "proxied", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	defer run.d.stop()
+	if cfg.burst > 0 {
+		if _, _, err := measureBurst(ctx, cfg, a, run.w, run.out); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.idle > 0 {
+		time.Sleep(10 * time.Second) // let the burst and the sweeps it owes settle
+		reqs, bytesBefore, writes := p.requests.Load(), p.bytes.Load(), run.w.count()
+		fmt.Fprintf(os.Stderr, "idle for %s\n", cfg.idle)
+		time.Sleep(cfg.idle)
+		res.idleRequests = p.requests.Load() - reqs
+		res.idleBytes = p.bytes.Load() - bytesBefore
+		res.idleWrites = run.w.count() - writes
+	}
+	res.requests, res.limited, res.peakConns = p.requests.Load(), p.limited.Load(), p.peakConns.Load()
+	return res, nil
+}
+
+// benchRun is one custom-sd process and its output.
+type benchRun struct {
+	d         *daemon
+	w         *fileWatch
+	out       string
+	firstFile time.Duration
+	targets   int
+}
+
+// startRun starts custom-sd against addr and waits for its first file,
+// which must be complete.
+func startRun(ctx context.Context, cfg config, dir, name, addr string) (*benchRun, error) {
+	r := &benchRun{out: filepath.Join(dir, name, "custom_sd.json")}
+	if err := os.Mkdir(filepath.Dir(r.out), 0o755); err != nil {
+		return nil, err
+	}
+	var err error
+	if r.w, err = watchFile(r.out); err != nil {
+		return nil, err
+	}
+	if r.d, err = startDaemon(cfg.customSD, addr, r.out, filepath.Join(dir, name+".log"), cfg.extra...); err != nil {
+		return nil, err
+	}
+	want := cfg.services*cfg.instances + 1 // and Consul itself
+	at, err := r.w.waitFor(ctx, r.out, func(b []byte) bool { return bytes.Count(b, []byte(`"targets"`)) >= want })
+	if err != nil {
+		r.d.stop()
+		return nil, fmt.Errorf("%s: first complete file: %w", name, err)
+	}
+	r.firstFile = at.Sub(r.d.start)
+	b, _ := os.ReadFile(r.out)
+	r.targets = bytes.Count(b, []byte(`"targets"`))
+	if n := r.w.count(); n != 1 {
+		r.d.stop()
+		return nil, fmt.Errorf("%s: %d writes before the file was complete", name, n)
+	}
+	fmt.Fprintf(os.Stderr, "%s: first complete file after %s\n", name, r.firstFile.Round(time.Millisecond))
+	return r, nil
+}
+
+// measureLatency times single changes: a new instance, a health flip and a
+// deregistration, each from the moment Consul acknowledged the write to the
+// moment the file that reflects it was renamed into place.
+func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out string, res *result) error {
+	timeIt := func(kind string, ops api.TxnOps, cond func([]byte) bool) error {
+		if err := a.txn(ops); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		at, err := w.waitFor(ctx, out, cond)
+		if err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		res.latency[kind] = append(res.latency[kind], max(at.Sub(t0), 0))
+		time.Sleep(cfg.spacing + rand.N(cfg.spacing/4))
+		return nil
+	}
+	for k := range cfg.samples {
+		s := rand.N(cfg.services)
+		extra := fmt.Sprintf("extra-%d", k)
+		reg := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: "node-0", Service: api.AgentService{
+			ID: extra, Service: serviceName(s), Port: 20000 + k,
+		}}}}
+		if err := timeIt("register", reg, func(b []byte) bool { return entryLine(b, extra) != nil }); err != nil {
+			return err
+		}
+		flip := registerOps(s, 0, api.HealthCritical)
+		id := instanceID(s, 0)
+		if err := timeIt("health flip", flip, func(b []byte) bool {
+			return bytes.Contains(entryLine(b, id), []byte(`"__meta_consul_health":"critical"`))
+		}); err != nil {
+			return err
+		}
+		// Flip it back, untimed, and let the file settle before the next change.
+		if err := a.txn(registerOps(s, 0, api.HealthPassing)); err != nil {
+			return err
+		}
+		if _, err := w.waitFor(ctx, out, func(b []byte) bool {
+			return bytes.Contains(entryLine(b, id), []byte(`"__meta_consul_health":"passing"`))
+		}); err != nil {
+			return err
+		}
+		time.Sleep(cfg.spacing)
+		dereg := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: "node-0", Service: api.AgentService{ID: extra, Service: serviceName(s)}}}}
+		if err := timeIt("deregister", dereg, func(b []byte) bool { return entryLine(b, extra) == nil }); err != nil {
+			return err
+		}
+		if (k+1)%10 == 0 {
+			fmt.Fprintf(os.Stderr, "latency samples: %d/%d\n", k+1, cfg.samples)
+		}
+	}
+	return nil
+}
+
+// measureBurst flips the health of cfg.burst instances over one second and
+// counts the file writes until the file shows the final state (and two
+// seconds more).
+func measureBurst(ctx context.Context, cfg config, a *agent, w *fileWatch, out string) (writes int, converge time.Duration, err error) {
+	type flip struct{ s, i int }
+	var order []flip
+	for range cfg.burst {
+		order = append(order, flip{rand.N(cfg.services), rand.N(cfg.instances)})
+	}
+	before := w.count()
+	start := time.Now()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	seen := map[flip]int{}
+	for j, f := range order {
+		time.Sleep(time.Until(start.Add(time.Duration(j) * time.Second / time.Duration(cfg.burst))))
+		mu.Lock()
+		seen[f]++
+		status := api.HealthCritical
+		if seen[f]%2 == 0 {
+			status = api.HealthPassing
+		}
+		mu.Unlock()
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := a.txn(registerOps(f.s, f.i, status)); err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, 0, fmt.Errorf("burst: %w", firstErr)
+	}
+	sent := time.Now()
+	// Concurrent writes to one instance may land in any order: what counts
+	// is the state Consul ended with.
+	critical, _, err := a.client.Health().State(api.HealthCritical, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	final := map[flip]string{}
+	for f := range seen {
+		final[f] = api.HealthPassing
+	}
+	for _, c := range critical {
+		var f flip
+		if _, err := fmt.Sscanf(c.ServiceID, "svc-%05d-%d", &f.s, &f.i); err == nil {
+			if _, ok := final[f]; ok {
+				final[f] = api.HealthCritical
+			}
+		}
+	}
+	_, err = w.waitFor(ctx, out, func(b []byte) bool {
+		for f, status := range final {
+			if !bytes.Contains(entryLine(b, instanceID(f.s, f.i)), []byte(`"__meta_consul_health":"`+status+`"`)) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("burst: %w", err)
+	}
+	converge = time.Since(sent)
+	time.Sleep(2 * time.Second)
+	writes = w.count() - before
+	fmt.Fprintf(os.Stderr, "burst of %d flips in %s: %d writes\n", cfg.burst, sent.Sub(start).Round(time.Millisecond), writes)
+	return writes, converge, nil
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p+0.5)]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func report(f *os.File, r *result) {
+	c := r.cfg
+	fmt.Fprintf(f, "### %d services × %d instances (%d targets)\n\n", c.services, c.instances, r.targets)
+	fmt.Fprintf(f, "custom-sd flags: `%s`; machine: %d cores, %s\n\n", strings.Join(append([]string{"(defaults)"}, c.extra...), " "), runtime.NumCPU(), runtime.Version())
+	fmt.Fprintln(f, "Speed is measured with custom-sd talking to Consul directly; requests, bytes and connections in a second run behind a counting proxy.")
+	fmt.Fprintln(f)
+	fmt.Fprintln(f, "| measure | value |")
+	fmt.Fprintln(f, "|---|---|")
+	fmt.Fprintf(f, "| first complete file after start | %s |\n", ms(r.firstFile))
+	for _, kind := range []string{"register", "deregister", "health flip"} {
+		ds := r.latency[kind]
+		fmt.Fprintf(f, "| %s → file (n=%d): p50 / p99 / max | %s / %s / %s |\n", kind, len(ds), ms(pct(ds, .5)), ms(pct(ds, .99)), ms(pct(ds, 1)))
+	}
+	if c.burst > 0 {
+		fmt.Fprintf(f, "| burst of %d health flips in 1 s: file writes | %d |\n", c.burst, r.burstWrites)
+		fmt.Fprintf(f, "| burst: last change → file shows final state | %s |\n", ms(r.burstConverge))
+	}
+	if c.idle > 0 {
+		fmt.Fprintf(f, "| idle %s: Consul requests / bytes / file writes | %d / %d / %d |\n", c.idle, r.idleRequests, r.idleBytes, r.idleWrites)
+	}
+	fmt.Fprintf(f, "| second run (start-up, burst, idle): Consul requests / 429 answers | %d / %d |\n", r.requests, r.limited)
+	fmt.Fprintf(f, "| second run: most connections to Consul at once | %d |\n", r.peakConns)
+	fmt.Fprintf(f, "| first run: custom-sd peak RSS / CPU time | %.1f MiB / %.2f s |\n", float64(r.peakRSS)/(1<<20), r.cpu.Seconds())
+	fmt.Fprintf(f, "| output file size | %d bytes |\n\n", r.fileSize)
+}
