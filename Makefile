@@ -47,6 +47,7 @@ demo: build consul
 
 ## bench: the benchmark scenarios behind docs/performance.md (about a quarter of an hour)
 bench: build consul
+	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 50 -instances 3 -samples 30 -idle 0
 	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 100 -instances 3 -samples 100
 	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 1000 -instances 3 -samples 30
 
