@@ -166,6 +166,12 @@ type service struct {
 	fetched    bool
 	lastChange time.Time
 	cancel     context.CancelFunc // stops the service's own long poll, if it has one
+
+	// From the last result, for the health doorbell: the nodes of the
+	// instances, and the checks of the instances (node checks included)
+	// that are not passing, with their status.
+	nodes      map[string]struct{}
+	nonPassing map[checkKey]string
 }
 
 func (s *service) held() bool { return s.cancel != nil }
@@ -269,6 +275,8 @@ func (r *run) reconcile(cu catalogUpdate) {
 		for _, s := range r.services {
 			r.release(s)
 			s.index = 0
+			r.nextGen++
+			s.gen = r.nextGen // results from before the reset are dropped
 		}
 		if r.sw != nil {
 			r.sw.covered, r.sw.pending = 0, 0
@@ -360,12 +368,19 @@ func (r *run) apply(res result) {
 }
 
 // update stores a read of s and sends its group if it changed. It reports
-// whether the targets changed.
+// whether the targets changed. A read with an index below the one already
+// stored is older news — reads race, and a stale read may come from a server
+// that lags — and is dropped; a real reset of Consul's indexes is handled by
+// reconcile.
 func (r *run) update(s *service, res result) bool {
-	if s.fetched && res.index == s.index {
+	if s.fetched && res.index <= s.index {
+		if res.index < s.index {
+			level.Debug(r.d.logger).Log("msg", "Dropping an older read", "service", s.name, "index", res.index, "have", s.index)
+		}
 		return false
 	}
 	s.index = res.index
+	s.nodes, s.nonPassing = healthState(res.entries)
 	g := toGroup(s.name, s.name, res.entries, r.d.cfg.TagSeparator)
 	if s.fetched && groupsEqual(s.group, g) {
 		level.Debug(r.d.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", res.index)

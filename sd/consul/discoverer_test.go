@@ -320,3 +320,75 @@ func TestDiscovererSpacesRequestsOfAFlappingService(t *testing.T) {
 		require.Greater(t, sends, 10, "changes still flow")
 	})
 }
+
+// TestUpdateKeepsTheNewestRead: reads of one service race (a long poll and a
+// reader, two readers, a lagging server), so an older read arriving last
+// must not replace a newer one.
+func TestUpdateKeepsTheNewestRead(t *testing.T) {
+	t.Parallel()
+	entries := func(id string) []*api.ServiceEntry {
+		return []*api.ServiceEntry{{
+			Node:    &api.Node{Node: "n1", Address: "127.0.0.1"},
+			Service: &api.AgentService{ID: id, Service: "web", Port: 80},
+		}}
+	}
+	tests := []struct {
+		name    string
+		index   uint64
+		id      string
+		changed bool
+		want    string // service ID in the stored group afterwards
+	}{
+		{"first read", 10, "a", true, "a"},
+		{"same index", 10, "b", false, "a"},
+		{"older read", 5, "old", false, "a"},
+		{"newer read", 11, "c", true, "c"},
+		{"newer index, same targets", 12, "c", false, "c"},
+	}
+	d, err := New(Config{API: api.Config{Address: "consul.invalid:8500"}})
+	require.NoError(t, err)
+	up := make(chan []*adapter.Group, len(tests))
+	r := &run{d: d, ctx: t.Context(), up: up, services: map[string]*service{}, sent: true}
+	s := &service{name: "web", gen: 1}
+	r.services["web"] = s
+	for _, tc := range tests {
+		changed := r.update(s, result{name: "web", gen: 1, index: tc.index, entries: entries(tc.id)})
+		require.Equal(t, tc.changed, changed, tc.name)
+		require.Equal(t, tc.want, string(s.group.Targets[0][serviceIDLabel]), tc.name)
+	}
+	require.Len(t, up, 2, "only the two changes were sent")
+}
+
+// TestHealthDoorbellSeesAFlipBack pins the order that once lost a change:
+// the doorbell lists a service as critical, the read it triggers already
+// sees the service passing again, and the service turns critical once more
+// before the doorbell asks again. Two equal lists in a row; only comparing
+// the list with the last read shows that the read is out of date.
+func TestHealthDoorbellSeesAFlipBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakeConsul()
+		for i := range 8 {
+			f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
+			f.setStatus(fmt.Sprintf("svc%d", i), api.HealthPassing)
+		}
+		d := fakeDiscoverer(t, f, 5) // doorbells and sweeps only
+		c, stop := startCollector(t, d)
+		defer stop()
+		settle()
+		require.True(t, d.sweeping.Load())
+		health := func() string { return c.labels("svc3", "svc3-a")[healthLabel] }
+		require.Equal(t, "passing", health())
+
+		releaseRead := f.gate("/v1/health/service/svc3")
+		f.setStatus("svc3", api.HealthCritical) // the doorbell lists it; the read waits
+		synctest.Wait()
+		releaseDoorbell := f.gate("/v1/health/state/any")
+		f.setStatus("svc3", api.HealthPassing)
+		releaseRead() // the read sees "passing"
+		synctest.Wait()
+		f.setStatus("svc3", api.HealthCritical)
+		releaseDoorbell() // the next list equals the first one
+		settle()
+		require.Equal(t, "critical", health())
+	})
+}

@@ -19,10 +19,13 @@ import (
 type fakeConsul struct {
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change
-	index    uint64        // the catalog's index
+	raft     uint64        // the last write's index
+	index    uint64        // the catalog's (and the nodes') index: the last set
+	checks   uint64        // the checks' index: the last setStatus
 	services map[string]*fakeService
-	fail     map[string]int // path → status to answer with
-	requests map[string]int // path → requests seen
+	fail     map[string]int           // path → status to answer with
+	gates    map[string]chan struct{} // path → answers wait until it is closed
+	requests map[string]int           // path → requests seen
 }
 
 type fakeService struct {
@@ -36,6 +39,7 @@ func newFakeConsul() *fakeConsul {
 		index:    1,
 		services: map[string]*fakeService{},
 		fail:     map[string]int{},
+		gates:    map[string]chan struct{}{},
 		requests: map[string]int{},
 	}
 }
@@ -46,9 +50,9 @@ func (f *fakeConsul) set(name string, index uint64, instances ...string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if index == 0 {
-		index = f.index + 1
+		index = f.raft + 1
 	}
-	f.index = index
+	f.raft, f.index = index, index
 	if instances == nil {
 		delete(f.services, name)
 	} else {
@@ -63,6 +67,42 @@ func (f *fakeConsul) set(name string, index uint64, instances ...string) {
 	}
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// setStatus sets the health check of every instance of a service and moves
+// the index forward.
+func (f *fakeConsul) setStatus(name, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.raft++
+	f.checks = f.raft
+	svc := f.services[name]
+	svc.index = f.raft
+	entries := make([]*api.ServiceEntry, len(svc.entries))
+	for i, e := range svc.entries {
+		entries[i] = &api.ServiceEntry{Node: e.Node, Service: e.Service, Checks: api.HealthChecks{{
+			Node: e.Node.Node, CheckID: "check:" + e.Service.ID, Status: status,
+			ServiceID: e.Service.ID, ServiceName: name,
+		}}}
+	}
+	svc.entries = entries
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// gate holds answers on path until the returned function is called; the
+// answer then reflects the state at that moment.
+func (f *fakeConsul) gate(path string) (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ch := make(chan struct{})
+	f.gates[path] = ch
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.gates, path)
+		close(ch)
+	}
 }
 
 // setFail makes path answer with status (0 to heal).
@@ -103,8 +143,18 @@ func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
 			return []*api.ServiceEntry{}, f.index, true
 		}
 		return s.entries, s.index, true
-	case path == "/v1/health/state/any":
-		return []*api.HealthCheck{}, f.index, true
+	case path == "/v1/health/state/any": // the doorbell's filter: not passing
+		checks := []*api.HealthCheck{}
+		for _, svc := range f.services {
+			for _, e := range svc.entries {
+				for _, c := range e.Checks {
+					if c.Status != api.HealthPassing {
+						checks = append(checks, c)
+					}
+				}
+			}
+		}
+		return checks, max(f.checks, 1), true
 	case path == "/v1/catalog/nodes":
 		return []*api.Node{}, f.index, true
 	}
@@ -132,6 +182,16 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if minIndex == 0 || index > minIndex {
+			if g := f.gates[path]; g != nil {
+				f.mu.Unlock()
+				select {
+				case <-g:
+				case <-r.Context().Done():
+					return
+				}
+				f.mu.Lock()
+				continue
+			}
 			f.mu.Unlock()
 			f.reply(w, body, index)
 			return

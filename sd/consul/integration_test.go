@@ -2,7 +2,17 @@ package consul
 
 import (
 	"fmt"
+	"io"
+	stdlog "log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/consul/sdk/testutil"
@@ -223,4 +233,113 @@ func TestRealConsulStoppedKeepsTargets(t *testing.T) {
 			require.Equal(t, sends, sendsAfter, "nothing was sent")
 		})
 	}
+}
+
+// TestRealConsulConvergesUnderChurn hammers a real agent with concurrent
+// health flips, tag changes, deregistrations and registrations, then checks
+// that what the discoverer holds is exactly what Consul holds: no change is
+// lost to a race between long polls, doorbells, sweeps and hand-overs.
+func TestRealConsulConvergesUnderChurn(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		maxConns int
+		services int
+		latency  time.Duration // up to this much added to each request
+	}{
+		{modes[0].name, modes[0].maxConns, 30, 0},
+		{modes[1].name, modes[1].maxConns, 30, 0},
+		{modes[2].name, modes[2].maxConns, 30, 0},
+		{"default budget, many readers racing", DefaultMaxConnections, 100, 0},
+		{"default budget, over a slow network", DefaultMaxConnections, 100, 3 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testconsul.Start(t)
+			const nodes = 3
+			instance := func(s, n int, status string) testconsul.Instance {
+				return testconsul.Instance{Node: fmt.Sprintf("node-%d", n), Service: fmt.Sprintf("svc-%d", s),
+					ID: fmt.Sprintf("svc-%d-%d", s, n), Port: 10000 + s, Status: status}
+			}
+			for s := range tc.services {
+				for n := range nodes {
+					srv.Register(t, instance(s, n, api.HealthPassing))
+				}
+			}
+			addr := srv.HTTPAddr
+			if tc.latency > 0 {
+				addr = slowProxy(t, addr, tc.latency)
+			}
+			d := realDiscoverer(t, addr, func(c *Config) { c.MaxConnections = tc.maxConns })
+			c, _ := startCollector(t, d)
+			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+
+			statuses := []string{api.HealthPassing, api.HealthWarning, api.HealthCritical}
+			var wg sync.WaitGroup
+			for w := range 32 {
+				wg.Go(func() {
+					rnd := rand.New(rand.NewPCG(uint64(w), 1))
+					for range 40 {
+						in := instance(rnd.IntN(tc.services), rnd.IntN(nodes), statuses[rnd.IntN(len(statuses))])
+						switch op := rnd.IntN(20); {
+						case op < 3:
+							srv.Deregister(t, in.Node, in.ID)
+						case op < 6:
+							in.Tags = []string{fmt.Sprintf("v%d", rnd.IntN(3))}
+							srv.Register(t, in)
+						default:
+							srv.Register(t, in) // mostly a health flip
+						}
+					}
+				})
+			}
+			wg.Wait()
+
+			want := map[string]map[string]string{}
+			names, _, err := srv.Client.Catalog().Services(nil)
+			require.NoError(t, err)
+			for name := range names {
+				entries, _, err := srv.Client.Health().Service(name, "", false, nil)
+				require.NoError(t, err)
+				if len(entries) == 0 {
+					continue
+				}
+				want[name] = map[string]string{}
+				for _, e := range entries {
+					want[name][e.Service.ID] = e.Checks.AggregatedStatus() + " " + joinTags(e.Service.Tags, ",")
+				}
+			}
+			held := func() map[string]map[string]string {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				out := map[string]map[string]string{}
+				for name, g := range c.groups {
+					out[name] = map[string]string{}
+					for _, tg := range g.Targets {
+						out[name][string(tg[serviceIDLabel])] = string(tg[healthLabel]) + " " + string(tg[tagsLabel])
+					}
+				}
+				return out
+			}
+			require.Eventually(t, func() bool { return reflect.DeepEqual(want, held()) },
+				30*time.Second, 20*time.Millisecond, "the discoverer converges on Consul's state")
+			require.Zero(t, d.transport.limited.Load())
+		})
+	}
+}
+
+// slowProxy forwards to addr, delaying each request by a random time up to
+// maxDelay, as a network would; it returns its own address.
+func slowProxy(t *testing.T, addr string, maxDelay time.Duration) string {
+	t.Helper()
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: addr})
+	rp.FlushInterval = -1
+	rp.ErrorLog = stdlog.New(io.Discard, "", 0) // aborted long polls are expected
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(rand.N(maxDelay))
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }

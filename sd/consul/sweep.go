@@ -17,9 +17,12 @@ import (
 // Three doorbells stand in for the rest, each a long poll whose index moves
 // with every change to one of Consul's tables: the service list (services),
 // the nodes (filtered to return nothing) and the checks that are not
-// passing. A health change is resolved exactly: the set of non-passing
-// checks says which instances changed status, and only their services are
-// read. A change in the services or nodes tables does not say which service
+// passing. A health change is resolved exactly: each service's non-passing
+// checks in the list are compared with those of its last read, and only the
+// services that differ are read. (Comparing with the last read, not with
+// the previous list, matters: a read may be newer than the list that
+// triggered it, and a later flip back would leave two lists equal.)
+// A change in the services or nodes tables does not say which service
 // it touched, so it starts a sweep: every service without a long poll is
 // probed, a few at a time, with a query filtered to return no rows, whose
 // index is still the service's own; only services whose index moved are
@@ -67,9 +70,8 @@ type sweeper struct {
 	queue   *readQueue
 	heldCap int // services that keep a long poll of their own
 
-	checks  map[checkKey]*api.HealthCheck // non-passing checks as last seen; nil before the first
-	covered uint64                        // rings up to this index are covered by a sweep
-	pending uint64                        // the highest ring index seen
+	covered uint64 // rings up to this index are covered by a sweep
+	pending uint64 // the highest ring index seen
 
 	sweeping    bool
 	outstanding int  // probes of the running sweep not yet done
@@ -177,11 +179,13 @@ func (r *run) readLoop(ctx context.Context, q *readQueue) {
 }
 
 // readOnce reads a service's instances without blocking; a probe reads only
-// its index.
+// its index. These reads go to the leader even with AllowStale: a doorbell
+// rang because of a write, and a lagging server might answer with the state
+// from before it, which nothing would ever correct.
 func (d *Discoverer) readOnce(ctx context.Context, name string, probe bool) ([]*api.ServiceEntry, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout(0))
 	defer cancel()
-	q := (&api.QueryOptions{AllowStale: d.cfg.AllowStale}).WithContext(ctx)
+	q := (&api.QueryOptions{}).WithContext(ctx)
 	if probe {
 		q.Filter = probeFilter
 	}
@@ -201,75 +205,80 @@ func (r *run) readSoon(s *service) {
 
 // doorbell handles a ring of the nodes or health doorbell.
 func (r *run) doorbell(rg ring) {
-	sw := r.sw
-	if sw == nil {
+	if r.sw == nil {
 		return
 	}
 	if rg.doorbell == "checks" {
-		first := sw.checks == nil
 		r.healthChanged(rg.checks)
-		if !first {
-			return // resolved exactly, no sweep needed
-		}
-		// Services read before this first list may have changed health
-		// since; unless a sweep covers them, sweep.
+		return // resolved exactly, no sweep needed
 	}
 	r.requestSweep(rg.index)
 }
 
-// healthChanged compares the non-passing checks with the last list and
-// reads the services whose instances changed status.
+// healthChanged reads every service without a long poll whose non-passing
+// checks in the list differ from those of its last read.
 func (r *run) healthChanged(checks api.HealthChecks) {
-	sw := r.sw
-	next := make(map[checkKey]*api.HealthCheck, len(checks))
+	byService := map[string]map[checkKey]string{}
+	byNode := map[string]map[checkKey]string{}
 	for _, c := range checks {
-		next[checkKey{c.Node, c.CheckID}] = c
-	}
-	prev := sw.checks
-	sw.checks = next
-	if prev == nil {
-		return
-	}
-	services := map[string]struct{}{}
-	nodes := map[string]struct{}{}
-	note := func(c *api.HealthCheck) {
-		if c.ServiceName != "" {
-			services[c.ServiceName] = struct{}{}
-		} else {
-			nodes[c.Node] = struct{}{} // a node check affects every instance on it
+		m, key := byService, c.ServiceName
+		if c.ServiceName == "" {
+			m, key = byNode, c.Node // a node check: part of every instance on the node
 		}
-	}
-	for k, c := range next {
-		if p, ok := prev[k]; !ok || p.Status != c.Status {
-			note(c)
+		if m[key] == nil {
+			m[key] = map[checkKey]string{}
 		}
+		m[key][checkKey{c.Node, c.CheckID}] = c.Status
 	}
-	for k, p := range prev {
-		if _, ok := next[k]; !ok {
-			note(p)
+	for _, s := range r.services {
+		if s.held() || !s.fetched {
+			continue // its long poll, or the sweep that reads it first, will see it
 		}
-	}
-	if len(nodes) > 0 {
-		for _, s := range r.services {
-			if s.group != nil && onNodes(s, nodes) {
-				services[s.name] = struct{}{}
-			}
-		}
-	}
-	for name := range services {
-		if s := r.services[name]; s != nil {
+		if !sameChecks(s, byService[s.name], byNode) {
 			r.readSoon(s)
 		}
 	}
 }
 
-func onNodes(s *service, nodes map[string]struct{}) bool {
-	for _, t := range s.group.Targets {
-		if _, ok := nodes[string(t[nodeLabel])]; ok {
-			return true
+// sameChecks reports whether the doorbell's non-passing checks for s (its
+// service checks, and the node checks of its nodes) are those of its last
+// read.
+func sameChecks(s *service, service map[checkKey]string, byNode map[string]map[checkKey]string) bool {
+	n := len(service)
+	for k, st := range service {
+		if s.nonPassing[k] != st {
+			return false
 		}
 	}
-	return false
+	for node := range s.nodes {
+		for k, st := range byNode[node] {
+			if s.nonPassing[k] != st {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(s.nonPassing)
+}
+
+// healthState extracts what the health doorbell is compared with.
+func healthState(entries []*api.ServiceEntry) (nodes map[string]struct{}, nonPassing map[checkKey]string) {
+	nodes = map[string]struct{}{}
+	for _, e := range entries {
+		if e == nil || e.Node == nil {
+			continue
+		}
+		nodes[e.Node.Node] = struct{}{}
+		for _, c := range e.Checks {
+			if c.Status != api.HealthPassing {
+				if nonPassing == nil {
+					nonPassing = map[checkKey]string{}
+				}
+				nonPassing[checkKey{c.Node, c.CheckID}] = c.Status
+			}
+		}
+	}
+	return nodes, nonPassing
 }
 
 // requestSweep notes a ring at index and starts a sweep now, or as soon as
