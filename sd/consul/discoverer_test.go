@@ -136,10 +136,7 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := newFakeConsul()
-				for i := range 8 {
-					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
-				}
+				f := fakeWithServices(8, 0)
 				d := fakeDiscoverer(t, f, mode.maxConns)
 				c, stop := startCollector(t, d)
 				defer stop()
@@ -179,10 +176,7 @@ func TestDiscovererWaitsForEveryService(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := newFakeConsul()
-				for i := range 8 {
-					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
-				}
+				f := fakeWithServices(8, 0)
 				f.setFail("/v1/health/service/svc3", http.StatusInternalServerError)
 				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
 				defer stop()
@@ -208,10 +202,7 @@ func TestDiscovererKeepsLastKnownTargetsOfAFailingService(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := newFakeConsul()
-				for i := range 8 {
-					f.set(fmt.Sprintf("svc%d", i), 0, fmt.Sprintf("svc%d-a", i))
-				}
+				f := fakeWithServices(8, 0)
 				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
 				defer stop()
 				settle()
@@ -266,10 +257,7 @@ func TestDiscovererHandlesIndexGoingBackwards(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				f := newFakeConsul()
-				for i := range 8 {
-					f.set(fmt.Sprintf("svc%d", i), 100, fmt.Sprintf("svc%d-a", i))
-				}
+				f := fakeWithServices(8, 100)
 				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
 				defer stop()
 				settle()

@@ -2,6 +2,7 @@ package consul
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -42,6 +43,16 @@ func newFakeConsul() *fakeConsul {
 		gates:    map[string]chan struct{}{},
 		requests: map[string]int{},
 	}
+}
+
+// fakeWithServices returns a fake with services svc0… each with one instance
+// svcN-a, all at index (0: one write each).
+func fakeWithServices(n int, index uint64) *fakeConsul {
+	f := newFakeConsul()
+	for i := range n {
+		f.set(fmt.Sprintf("svc%d", i), index, fmt.Sprintf("svc%d-a", i))
+	}
+	return f
 }
 
 // set replaces a service's instances (nil removes the service) and moves the
