@@ -86,6 +86,9 @@ func syncDir(dir string) error {
 func removeStaleTemps(path string) ([]string, error) {
 	dir := filepath.Dir(path)
 	des, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // nothing to clean; writing will report the missing directory
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
 	}
