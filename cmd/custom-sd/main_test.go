@@ -211,15 +211,21 @@ func TestEndToEnd(t *testing.T) {
 	require.True(t, os.SameFile(before, after), "same inode")
 	require.Equal(t, before.ModTime(), after.ModTime(), "not rewritten")
 
-	// Consul goes away: the last good file stays byte for byte.
+	// Consul goes away: once its queries fail, the last good file stays byte
+	// for byte. The snapshot is taken after four failed reads of the service
+	// list — at least 875ms of backoff, past the coalescing window — so that
+	// anything Consul said before it stopped is already written.
+	listFailed := []string{"Consul query failed", `query="service list"`}
+	failures := d.countLog(listFailed...)
+	srv.Halt(t)
+	d.waitLog(t, failures+4, listFailed...)
 	good, err := os.ReadFile(out)
 	require.NoError(t, err)
-	srv.Halt(t)
-	failures := d.countLog("Consul query failed")
-	d.waitLog(t, failures+2, "Consul query failed")
+	d.waitLog(t, failures+5, listFailed...)
 	now, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, string(good), string(now))
+	require.Len(t, readTargets(t, out), 4, "every target is still there: consul, web-1, web-3, db-1")
 
 	// SIGTERM: a clean exit and no temporary file left behind.
 	require.Equal(t, 0, d.terminate(t))
