@@ -129,16 +129,6 @@ func (f *fakeConsul) count(path string) int {
 	return f.requests[path]
 }
 
-func (f *fakeConsul) total() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, c := range f.requests {
-		n += c
-	}
-	return n
-}
-
 // current returns the body and index of path; ok is false for unknown paths.
 func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
 	switch {
