@@ -43,8 +43,10 @@ type Adapter struct {
 	manager   *Manager
 	writer    *writer
 	logger    log.Logger
+	metrics   *metrics
 	ready     atomic.Bool
 	writes    atomic.Uint64
+	current   atomic.Pointer[Snapshot]
 }
 
 // New returns an Adapter that writes the groups of providers, keyed by a name
@@ -67,11 +69,13 @@ func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, 
 	if err != nil {
 		return nil, fmt.Errorf("prepare output: %w", err)
 	}
+	m := NewManager(log.With(opts.Logger, "component", "manager"), opts.Interval)
 	return &Adapter{
 		providers: providers,
-		manager:   NewManager(log.With(opts.Logger, "component", "manager"), opts.Interval),
+		manager:   m,
 		writer:    w,
 		logger:    opts.Logger,
+		metrics:   newMetrics(m),
 	}, nil
 }
 
@@ -81,6 +85,11 @@ func (a *Adapter) Ready() bool { return a.ready.Load() }
 
 // Writes reports how many times the file has been written.
 func (a *Adapter) Writes() uint64 { return a.writes.Load() }
+
+// Targets returns the latest complete set of targets, or nil before every
+// discoverer has sent its first set. It does not wait for the file: while a
+// write is failing, it is already the set the file will hold.
+func (a *Adapter) Targets() *Snapshot { return a.current.Load() }
 
 // Run discovers and writes until ctx is cancelled. A failed write is logged
 // and retried with backoff; the previous file stays in place meanwhile.
@@ -111,12 +120,21 @@ func (a *Adapter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case set := <-a.manager.SyncCh():
-			wrote, err = a.writer.update(set)
+			var skipped int
+			wrote, skipped, err = a.writer.update(set)
+			a.metrics.skipped.Add(float64(skipped))
+			if snap := a.writer.current; snap != a.current.Load() {
+				a.current.Store(snap)
+				a.metrics.targets.Set(float64(snap.Targets()))
+				a.metrics.groups.Set(float64(snap.Groups()))
+				a.metrics.fileBytes.Set(float64(len(snap.JSON())))
+			}
 		case <-retryC:
 			retryC = nil
 			wrote, err = a.writer.flush()
 		}
 		if err != nil {
+			a.metrics.writes.WithLabelValues("failure").Inc()
 			level.Error(a.logger).Log("msg", "Cannot write the output file; keeping the previous one", "path", a.writer.path, "retry_in", retryDelay, "err", err)
 			if retryC == nil {
 				retry = time.NewTimer(retryDelay)
@@ -126,10 +144,14 @@ func (a *Adapter) Run(ctx context.Context) error {
 			continue
 		}
 		retryDelay = minRetryDelay
+		now := float64(time.Now().UnixNano()) / 1e9
 		if wrote {
 			a.writes.Add(1)
+			a.metrics.writes.WithLabelValues("success").Inc()
+			a.metrics.lastWrite.Set(now)
 			level.Debug(a.logger).Log("msg", "Wrote the output file", "path", a.writer.path, "bytes", len(a.writer.written))
 		}
+		a.metrics.lastSync.Set(now)
 		if !a.ready.Swap(true) {
 			level.Info(a.logger).Log("msg", "Output file is complete", "path", a.writer.path, "groups", len(a.writer.cache))
 		}

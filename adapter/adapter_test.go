@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -37,12 +38,22 @@ func TestAdapterWritesOnlyCompleteSetsAndRetriesFailedWrites(t *testing.T) {
 
 	a1.in <- []*Group{group("x", "127.0.0.1:1")}
 	require.False(t, a.Ready(), "b has not sent its first set")
+	require.Nil(t, a.Targets(), "no complete set yet")
 
-	// The output directory is missing: the write fails and is retried.
+	// The output directory is missing: the write fails and is retried. The
+	// complete set is already there for HTTP SD.
 	a2.in <- []*Group{group("y", "127.0.0.1:2")}
-	require.Never(t, a.Ready, 200*time.Millisecond, 10*time.Millisecond)
+	failures := a.metrics.writes.WithLabelValues("failure")
+	require.Eventually(t, func() bool { return testutil.ToFloat64(failures) >= 2 }, 20*time.Second, 10*time.Millisecond, "failed writes are counted and retried")
+	require.False(t, a.Ready())
+	require.NotNil(t, a.Targets())
+	require.Equal(t, 2, a.Targets().Targets())
+	require.Equal(t, 2.0, testutil.ToFloat64(a.metrics.targets))
+	require.Zero(t, testutil.ToFloat64(a.metrics.lastWrite))
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	require.Eventually(t, a.Ready, 20*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")))
+	require.Positive(t, testutil.ToFloat64(a.metrics.lastWrite))
 
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)

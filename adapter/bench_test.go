@@ -44,7 +44,7 @@ func BenchmarkUpdateOneChanged(b *testing.B) {
 				b.Fatal(err)
 			}
 			set := benchSet(size.groups, size.perGroup)
-			if _, err := w.update(set); err != nil {
+			if _, _, err := w.update(set); err != nil {
 				b.Fatal(err)
 			}
 			changed := benchSet(1, size.perGroup)[Key{"consul", "svc-00000"}]
@@ -57,7 +57,7 @@ func BenchmarkUpdateOneChanged(b *testing.B) {
 				} else {
 					set[Key{"consul", "svc-00000"}] = orig
 				}
-				if _, err := w.update(set); err != nil {
+				if _, _, err := w.update(set); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -81,7 +81,7 @@ func BenchmarkUpdateAllChanged(b *testing.B) {
 					b.Fatal(err)
 				}
 				w.written = nil // force the write
-				if _, err := w.update(set); err != nil {
+				if _, _, err := w.update(set); err != nil {
 					b.Fatal(err)
 				}
 			}

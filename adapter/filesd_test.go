@@ -124,8 +124,10 @@ func goldenSet() map[Key]*Group {
 func TestRenderGolden(t *testing.T) {
 	t.Parallel()
 	w := &writer{cache: map[Key]*cachedGroup{}}
-	require.True(t, w.apply(goldenSet()))
-	got := w.render()
+	changed, skipped := w.apply(goldenSet())
+	require.True(t, changed)
+	require.Zero(t, skipped)
+	got := w.snapshot().JSON()
 
 	golden := filepath.Join("testdata", "filesd.golden.json")
 	if *update {
@@ -144,5 +146,5 @@ func TestRenderEmpty(t *testing.T) {
 	t.Parallel()
 	w := &writer{cache: map[Key]*cachedGroup{}}
 	w.apply(map[Key]*Group{})
-	require.Equal(t, "[]\n", string(w.render()))
+	require.Equal(t, "[]\n", string(w.snapshot().JSON()))
 }

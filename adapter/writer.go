@@ -25,7 +25,8 @@ type writer struct {
 	cache   map[Key]*cachedGroup
 	keys    []Key  // keys of cache, sorted
 	written []byte // the file's content as last written, or as found at start
-	dirty   bool   // the cache holds content that is not yet on disk
+	pending []byte // rendered content not yet on disk, or nil
+	current *Snapshot
 }
 
 // cachedGroup is a group as last converted.
@@ -33,6 +34,7 @@ type cachedGroup struct {
 	group   *Group
 	entries []*customSD
 	chunk   []byte // entries encoded, one per line, without the final separator
+	targets int
 }
 
 // newWriter prepares to write path. It refuses a path that is a directory,
@@ -62,35 +64,39 @@ func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error
 }
 
 // update applies a full set of groups and writes the file if its content
-// changed. It reports whether it wrote. After an error the new content stays
+// changed. It reports whether it wrote, and how many targets were left out
+// because Prometheus would reject them. After an error the new content stays
 // pending and flush retries it.
-func (w *writer) update(set map[Key]*Group) (bool, error) {
-	if w.apply(set) {
-		w.dirty = true
+func (w *writer) update(set map[Key]*Group) (wrote bool, skipped int, err error) {
+	changed, skipped := w.apply(set)
+	if changed || w.current == nil {
+		w.current = w.snapshot()
+		w.pending = w.current.data
 	}
-	return w.flush()
+	wrote, err = w.flush()
+	return wrote, skipped, err
 }
 
 // flush writes pending content, if any.
 func (w *writer) flush() (bool, error) {
-	if !w.dirty {
+	if w.pending == nil {
 		return false, nil
 	}
-	data := w.render()
-	if bytes.Equal(data, w.written) {
-		w.dirty = false
+	if bytes.Equal(w.pending, w.written) {
+		w.pending = nil
 		return false, nil
 	}
-	if err := writeAtomic(w.ops, w.path, data, w.mode); err != nil {
+	if err := writeAtomic(w.ops, w.path, w.pending, w.mode); err != nil {
 		return false, err
 	}
-	w.written, w.dirty = data, false
+	w.written, w.pending = w.pending, nil
 	return true, nil
 }
 
-// apply diffs set against the cache and reports whether any group changed.
-func (w *writer) apply(set map[Key]*Group) bool {
-	changed, keysChanged := false, false
+// apply diffs set against the cache and reports whether any group changed
+// and how many targets of the changed groups were left out.
+func (w *writer) apply(set map[Key]*Group) (changed bool, skipped int) {
+	keysChanged := false
 	for k := range w.cache {
 		if _, ok := set[k]; !ok {
 			delete(w.cache, k)
@@ -102,23 +108,26 @@ func (w *writer) apply(set map[Key]*Group) bool {
 		if ok && c.group == g {
 			continue
 		}
-		entries, skipped := toFileSD(g)
-		for _, err := range skipped {
+		entries, rejected := toFileSD(g)
+		for _, err := range rejected {
 			level.Warn(w.logger).Log("msg", "Skipping a target Prometheus would reject", "err", err)
 		}
+		skipped += len(rejected)
 		if ok && entriesEqual(c.entries, entries) {
 			c.group = g
 			continue
 		}
 		var chunk []byte
+		targets := 0
 		for i, e := range entries {
 			if i > 0 {
 				chunk = append(chunk, ",\n"...)
 			}
 			chunk = append(chunk, "  "...)
 			chunk = appendEntry(chunk, e)
+			targets += len(e.Targets)
 		}
-		w.cache[k] = &cachedGroup{group: g, entries: entries, chunk: chunk}
+		w.cache[k] = &cachedGroup{group: g, entries: entries, chunk: chunk, targets: targets}
 		changed = true
 		keysChanged = keysChanged || !ok
 	}
@@ -129,34 +138,20 @@ func (w *writer) apply(set map[Key]*Group) bool {
 		}
 		slices.SortFunc(w.keys, compareKeys)
 	}
-	return changed
+	return changed, skipped
 }
 
-// render assembles the file: a JSON array with one entry per line, groups in
-// key order.
-func (w *writer) render() []byte {
-	size := 4
-	for _, c := range w.cache {
-		size += len(c.chunk) + 2
+// snapshot captures the cache as a Snapshot and renders it.
+func (w *writer) snapshot() *Snapshot {
+	s := &Snapshot{
+		keys:   slices.Clone(w.keys),
+		chunks: make([][]byte, len(w.keys)),
 	}
-	buf := make([]byte, 0, size)
-	buf = append(buf, '[')
-	first := true
-	for _, k := range w.keys {
-		chunk := w.cache[k].chunk
-		if len(chunk) == 0 {
-			continue
-		}
-		if first {
-			buf = append(buf, '\n')
-			first = false
-		} else {
-			buf = append(buf, ",\n"...)
-		}
-		buf = append(buf, chunk...)
+	for i, k := range w.keys {
+		c := w.cache[k]
+		s.chunks[i] = c.chunk
+		s.targets += c.targets
 	}
-	if !first {
-		buf = append(buf, '\n')
-	}
-	return append(buf, "]\n"...)
+	s.data = s.render(nil)
+	return s
 }

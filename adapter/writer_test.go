@@ -38,7 +38,7 @@ func TestWriterWritesWithMode(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "out.json")
 			w := newTestWriter(t, path, mode)
-			wrote, err := w.update(oneGroup("a:1"))
+			wrote, _, err := w.update(oneGroup("a:1"))
 			require.NoError(t, err)
 			require.True(t, wrote)
 			fi, err := os.Stat(path)
@@ -56,19 +56,19 @@ func TestWriterSkipsUnchangedContent(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "out.json")
 	w := newTestWriter(t, path, 0o644)
-	_, err := w.update(oneGroup("a:1"))
+	_, _, err := w.update(oneGroup("a:1"))
 	require.NoError(t, err)
 	before, err := os.Stat(path)
 	require.NoError(t, err)
 
 	// New group values with the same content: no write.
-	wrote, err := w.update(oneGroup("a:1"))
+	wrote, _, err := w.update(oneGroup("a:1"))
 	require.NoError(t, err)
 	require.False(t, wrote)
 
 	// A new writer finding the same content on disk does not rewrite it.
 	w2 := newTestWriter(t, path, 0o644)
-	wrote, err = w2.update(oneGroup("a:1"))
+	wrote, _, err = w2.update(oneGroup("a:1"))
 	require.NoError(t, err)
 	require.False(t, wrote)
 
@@ -77,7 +77,7 @@ func TestWriterSkipsUnchangedContent(t *testing.T) {
 	require.True(t, os.SameFile(before, after), "same inode")
 	require.Equal(t, before.ModTime(), after.ModTime())
 
-	wrote, err = w2.update(oneGroup("a:2"))
+	wrote, _, err = w2.update(oneGroup("a:2"))
 	require.NoError(t, err)
 	require.True(t, wrote)
 }
@@ -102,13 +102,13 @@ func TestWriterFailureKeepsOldFile(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "out.json")
 			w := newTestWriter(t, path, 0o644)
-			_, err := w.update(oneGroup("a:1"))
+			_, _, err := w.update(oneGroup("a:1"))
 			require.NoError(t, err)
 			old, err := os.ReadFile(path)
 			require.NoError(t, err)
 
 			w.ops = tc.ops(osFileOps)
-			_, err = w.update(oneGroup("a:2"))
+			_, _, err = w.update(oneGroup("a:2"))
 			require.Error(t, err)
 			require.Empty(t, tempFiles(t, dir, "out.json"), "no temporary file is left")
 			got, err := os.ReadFile(path)
@@ -133,7 +133,7 @@ func TestWriterMissingDirectoryThenCreated(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "later")
 	path := filepath.Join(dir, "out.json")
 	w := newTestWriter(t, path, 0o644)
-	_, err := w.update(oneGroup("a:1"))
+	_, _, err := w.update(oneGroup("a:1"))
 	require.ErrorContains(t, err, dir)
 	require.NoError(t, os.Mkdir(dir, 0o755))
 	wrote, err := w.flush()
@@ -150,7 +150,7 @@ func TestWriterBareFileNameUsesItsOwnDirectory(t *testing.T) {
 		tmpDir = filepath.Dir(oldpath)
 		return os.Rename(oldpath, newpath)
 	}
-	_, err := w.update(oneGroup("a:1"))
+	_, _, err := w.update(oneGroup("a:1"))
 	require.NoError(t, err)
 	require.Equal(t, ".", tmpDir, "the temporary file is next to the output, not in $TMPDIR")
 	_, err = os.Stat(filepath.Join(dir, "out.json"))

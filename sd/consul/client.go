@@ -34,6 +34,7 @@ type transport struct {
 	limited  atomic.Uint64 // 429 answers
 	conns    atomic.Int64  // connections open now
 	maxConns atomic.Int64  // most connections open at once
+	metrics  *metrics      // nil until the Discoverer sets it
 }
 
 func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
@@ -83,7 +84,11 @@ func (c *countedConn) Close() error {
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	t.requests.Add(1)
+	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
+	if t.metrics != nil {
+		t.metrics.observe(req, start, resp, err)
+	}
 	if err != nil {
 		return nil, err
 	}

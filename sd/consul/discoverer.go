@@ -81,6 +81,7 @@ type Discoverer struct {
 	logger    log.Logger
 	sweeping  atomic.Bool  // watching with doorbells and sweeps
 	longPolls atomic.Int64 // services with a long poll of their own
+	metrics   *metrics
 }
 
 // New returns a Discoverer for cfg.
@@ -111,7 +112,10 @@ func New(cfg Config) (*Discoverer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Discoverer{cfg: cfg, client: c, transport: t, logger: cfg.Logger}, nil
+	d := &Discoverer{cfg: cfg, client: c, transport: t, logger: cfg.Logger}
+	d.metrics = newMetrics(d, t)
+	t.metrics = d.metrics
+	return d, nil
 }
 
 // Requests reports how many HTTP requests the discoverer has sent to Consul.
@@ -136,6 +140,7 @@ func (d *Discoverer) poller(what, filter string) poller {
 		wait:        d.cfg.WaitTime,
 		minInterval: d.cfg.MinRequestInterval,
 		allowStale:  d.cfg.AllowStale,
+		resets:      d.metrics.resets,
 	}
 }
 
@@ -307,6 +312,7 @@ func (r *run) reconcile(cu catalogUpdate) {
 		added = append(added, s)
 		level.Debug(r.d.logger).Log("msg", "Service joined the catalog", "service", name)
 	}
+	r.d.metrics.services.Set(float64(len(r.services)))
 
 	if len(r.services) <= r.d.streams()-1 {
 		r.leaveSweepMode()

@@ -10,6 +10,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Retry delays after a failed request. A 429 (the agent's per-client
@@ -38,6 +39,7 @@ type poller struct {
 	wait        time.Duration
 	minInterval time.Duration // least time between two requests
 	allowStale  bool
+	resets      prometheus.Counter // counts indexes that went backwards; may be nil
 }
 
 // poll runs fetch as a blocking query until ctx is cancelled and calls
@@ -83,6 +85,9 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 			// The wait timed out, or a retry found nothing new.
 		case next < known:
 			level.Info(p.logger).Log("msg", "Consul index went backwards; starting over", "query", p.what, "old", known, "new", next)
+			if p.resets != nil {
+				p.resets.Inc()
+			}
 			deliver(res, next)
 		default:
 			deliver(res, next)

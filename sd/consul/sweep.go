@@ -332,6 +332,7 @@ func (r *run) startSweep() {
 	sw.sweeping, sw.again, sw.failed, sw.err = true, false, 0, nil
 	sw.started = time.Now()
 	sw.outstanding = len(quiet)
+	r.d.metrics.sweeps.Inc()
 	for _, s := range quiet {
 		sw.queue.push(readJob{name: s.name, gen: s.gen, sweep: true, probe: s.fetched})
 	}
