@@ -10,6 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,13 +24,28 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+	sloggokit "github.com/tjhop/slog-gokit"
 
 	"github.com/custom-sd/custom-sd/adapter"
 	"github.com/custom-sd/custom-sd/sd/consul"
+	"github.com/custom-sd/custom-sd/web"
 )
 
 const name = "custom-sd"
+
+// provider is the name the Consul discoverer runs under in the adapter.
+const provider = "consul"
+
+// DefaultListenAddress is where the HTTP side listens unless told otherwise.
+const DefaultListenAddress = ":9099"
+
+// shutdownTimeout bounds how long in-flight HTTP requests may delay exit.
+const shutdownTimeout = 5 * time.Second
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
@@ -47,6 +65,8 @@ type flags struct {
 	outputInterval  time.Duration
 	logLevel        string
 	logFormat       string
+	listenAddresses []string
+	webConfigFile   string
 }
 
 func newApp(f *flags) *kingpin.Application {
@@ -71,6 +91,10 @@ func newApp(f *flags) *kingpin.Application {
 	app.Flag("output.mode", "Permission bits of the output file, in octal.").Default("0644").StringVar(&f.outputMode)
 	durationFlag(app, "output.interval", "Coalescing window: a change after a quiet period is written at once, later ones at most once per interval.",
 		adapter.DefaultInterval, &f.outputInterval)
+	app.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready and the HTTP SD endpoint /targets. Repeatable.").
+		Default(DefaultListenAddress).StringsVar(&f.listenAddresses)
+	app.Flag("web.config.file", "Prometheus web configuration file that enables TLS or basic auth on the HTTP side (exporter-toolkit format).").
+		Default("").StringVar(&f.webConfigFile)
 	enumFlag(app, "log.level", "Only log messages at or above this level: debug, info, warn or error.", "info", &f.logLevel, "debug", "info", "warn", "error")
 	enumFlag(app, "log.format", "Log format: logfmt or json.", "logfmt", &f.logFormat, "logfmt", "json")
 	return app
@@ -110,7 +134,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
 		return 2
 	}
-	a, err := adapter.New(f.outputFile, map[string]adapter.Discoverer{"consul": d}, adapter.Options{
+	a, err := adapter.New(f.outputFile, map[string]adapter.Discoverer{provider: d}, adapter.Options{
 		Logger:   logger,
 		FileMode: mode,
 		Interval: f.outputInterval,
@@ -120,11 +144,81 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("custom_sd"),
+		d, a,
+	)
+	handler, err := web.NewHandler(web.Options{
+		Registry: reg,
+		Ready:    a.Ready,
+		Targets:  a.Targets,
+		Provider: provider,
+		Version:  version.Info(),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
+		return 1
+	}
+	// Listen before anything starts, so a port in use fails at once.
+	listeners := make([]net.Listener, 0, len(f.listenAddresses))
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}()
+	for _, addr := range f.listenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: error: --web.listen-address: %v\n", name, oneLine(err))
+			return 1
+		}
+		listeners = append(listeners, l)
+	}
+
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	level.Info(logger).Log("msg", "Starting custom-sd", "version", version.Info(), "output", f.outputFile)
-	if err := a.Run(ctx); err != nil {
-		level.Error(logger).Log("msg", "Stopped with an error", "err", err)
+
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	webLogger := slog.New(sloggokit.NewGoKitHandler(log.With(logger, "component", "web"), slog.LevelDebug))
+	webFlags := &toolkit.FlagConfig{
+		WebListenAddresses: &f.listenAddresses,
+		WebSystemdSocket:   new(bool),
+		WebConfigFile:      &f.webConfigFile,
+	}
+	webErr := make(chan error, 1)
+	go func() { webErr <- toolkit.ServeMultiple(listeners, srv, webFlags, webLogger) }()
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- a.Run(runCtx) }()
+
+	// Run until a signal, or until the adapter or the HTTP server fails.
+	var failure error
+	select {
+	case <-ctx.Done():
+	case failure = <-runErr:
+		runErr = nil
+	case err := <-webErr:
+		failure = fmt.Errorf("HTTP server: %w", err)
+	}
+	cancelRun()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		level.Warn(logger).Log("msg", "HTTP server did not shut down cleanly", "err", err)
+	}
+	if runErr != nil {
+		if err := <-runErr; err != nil && failure == nil {
+			failure = err
+		}
+	}
+	if failure != nil {
+		level.Error(logger).Log("msg", "Stopped with an error", "err", failure)
 		return 1
 	}
 	level.Info(logger).Log("msg", "Stopped", "writes", a.Writes())
@@ -155,6 +249,19 @@ func (f *flags) validate() (os.FileMode, api.Config, error) {
 	}
 	if f.tagSeparator == "" {
 		return 0, api.Config{}, errors.New("--consul.tag-separator: must not be empty")
+	}
+	if len(f.listenAddresses) == 0 {
+		return 0, api.Config{}, errors.New("--web.listen-address: at least one address is needed")
+	}
+	for _, addr := range f.listenAddresses {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return 0, api.Config{}, fmt.Errorf("--web.listen-address: %w", err)
+		}
+	}
+	if f.webConfigFile != "" {
+		if err := toolkit.Validate(f.webConfigFile); err != nil {
+			return 0, api.Config{}, fmt.Errorf("--web.config.file: %s: %w", f.webConfigFile, err)
+		}
 	}
 	if f.consulServer == "" {
 		return 0, api.Config{}, errors.New("--consul.server: must not be empty")

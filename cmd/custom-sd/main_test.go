@@ -63,6 +63,7 @@ type daemon struct {
 	stderr *syncBuffer
 	done   chan struct{}
 	err    error
+	url    string // base URL of its HTTP side
 }
 
 func startDaemon(t *testing.T, args ...string) *daemon {
@@ -71,10 +72,13 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 }
 
 // startDaemonEnv starts custom-sd with extra environment variables; the
-// CONSUL_* variables of the test's own environment are left out.
+// CONSUL_* variables of the test's own environment are left out. Its HTTP
+// side listens on a free loopback port.
 func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	addr := fmt.Sprintf("127.0.0.1:%d", testconsul.FreePort(t))
+	args = append(args, "--web.listen-address="+addr)
+	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &syncBuffer{}, done: make(chan struct{}), url: "http://" + addr}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CONSUL_") {
 			d.cmd.Env = append(d.cmd.Env, kv)
@@ -281,6 +285,8 @@ func TestBadFlags(t *testing.T) {
 	require.NoError(t, os.Mkdir(unreadable, 0o755)) // reading a directory fails
 	emptyToken := filepath.Join(dir, "empty-token")
 	require.NoError(t, os.WriteFile(emptyToken, nil, 0o600))
+	badWebConfig := filepath.Join(dir, "web.yml")
+	require.NoError(t, os.WriteFile(badWebConfig, []byte("tls_server_config: [\n"), 0o600))
 
 	tests := []struct {
 		name string
@@ -303,6 +309,9 @@ func TestBadFlags(t *testing.T) {
 		{"empty tag separator", []string{"--consul.tag-separator="}, "--consul.tag-separator: must not be empty"},
 		{"bad consul scheme", []string{"--consul.server=ftp://127.0.0.1:1"}, "--consul.server"},
 		{"boolean with a value", []string{"--consul.allow-stale=false"}, "use --flag or --no-flag"},
+		{"listen address without port", []string{"--web.listen-address=localhost"}, "--web.listen-address: address localhost: missing port in address"},
+		{"malformed web config", []string{"--web.config.file=" + badWebConfig}, "--web.config.file: " + badWebConfig},
+		{"missing web config", []string{"--web.config.file=" + filepath.Join(dir, "nope.yml")}, "--web.config.file: " + filepath.Join(dir, "nope.yml")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

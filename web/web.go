@@ -1,0 +1,129 @@
+// Package web is custom-sd's HTTP side: Prometheus metrics, health and
+// readiness probes, and an HTTP SD endpoint that serves the same targets as
+// the file, in the format Prometheus's http_sd_configs reads.
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/custom-sd/custom-sd/adapter"
+)
+
+// Paths served.
+const (
+	MetricsPath = "/metrics"
+	HealthyPath = "/-/healthy"
+	ReadyPath   = "/-/ready"
+	TargetsPath = "/targets"
+)
+
+// Options configure the handler.
+type Options struct {
+	// Registry holds the metrics /metrics serves; the handler adds its own
+	// request metrics to it.
+	Registry *prometheus.Registry
+	// Ready reports whether the output file holds a complete set.
+	Ready func() bool
+	// Targets returns the latest complete set, or nil before there is one.
+	Targets func() *adapter.Snapshot
+	// Provider is the name the discoverer runs under in the adapter, used to
+	// match ?service= against the groups' sources.
+	Provider string
+	// Version is shown on the landing page.
+	Version string
+}
+
+// NewHandler returns the HTTP handler for every path custom-sd serves.
+//
+//   - /metrics: the registry, in the Prometheus and OpenMetrics formats.
+//   - /-/healthy: 200 while the process runs.
+//   - /-/ready: 200 once the output file holds a complete set, 503 before.
+//   - /targets: the current targets in http_sd format, 200 with
+//     application/json; 503 before the first complete set, never an empty
+//     list that would wipe a restarting Prometheus's targets. ?service=name
+//     (repeatable) keeps only those services.
+//
+// All accept GET and HEAD.
+func NewHandler(o Options) (http.Handler, error) {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custom_sd_http_requests_total",
+		Help: "HTTP requests custom-sd answered, by handler and status code.",
+	}, []string{"handler", "code"})
+	if err := o.Registry.Register(requests); err != nil {
+		return nil, fmt.Errorf("register HTTP metrics: %w", err)
+	}
+	instrument := func(name string, h http.Handler) http.Handler {
+		return promhttp.InstrumentHandlerCounter(requests.MustCurryWith(prometheus.Labels{"handler": name}), h)
+	}
+
+	landing, err := toolkit.NewLandingPage(toolkit.LandingConfig{
+		Name:        "custom-sd",
+		Description: "Keeps a Prometheus file_sd file in step with Consul",
+		Version:     o.Version,
+		Links: []toolkit.LandingLinks{
+			{Address: MetricsPath, Text: "Metrics"},
+			{Address: TargetsPath, Text: "Targets", Description: "HTTP SD: the targets, as in the file"},
+			{Address: HealthyPath, Text: "Healthy"},
+			{Address: ReadyPath, Text: "Ready", Description: "200 once the file holds a complete set"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("landing page: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	// A GET pattern also matches HEAD; other methods get 405.
+	mux.Handle("GET /{$}", landing)
+	mux.Handle("GET "+MetricsPath, promhttp.InstrumentMetricHandler(o.Registry,
+		promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry, EnableOpenMetrics: true})))
+	mux.Handle("GET "+HealthyPath, instrument("healthy", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		plain(w, http.StatusOK, "custom-sd is Healthy.\n")
+	})))
+	mux.Handle("GET "+ReadyPath, instrument("ready", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !o.Ready() {
+			plain(w, http.StatusServiceUnavailable, "custom-sd is not ready: the output file does not hold a complete set yet.\n")
+			return
+		}
+		plain(w, http.StatusOK, "custom-sd is Ready.\n")
+	})))
+	mux.Handle("GET "+TargetsPath, instrument("targets", targetsHandler(o)))
+	return mux, nil
+}
+
+// targetsHandler serves the HTTP SD endpoint.
+func targetsHandler(o Options) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		snap := o.Targets()
+		if snap == nil {
+			plain(w, http.StatusServiceUnavailable, "custom-sd has not read every Consul service yet; try again shortly.\n")
+			return
+		}
+		body := snap.JSON()
+		if services, ok := r.URL.Query()["service"]; ok {
+			want := make(map[string]bool, len(services))
+			for _, s := range services {
+				want[s] = true
+			}
+			body = snap.Filter(func(k adapter.Key) bool { return k.Provider == o.Provider && want[k.Source] })
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(body)
+		}
+	}
+}
+
+func plain(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg))
+}
