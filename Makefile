@@ -4,6 +4,11 @@ GO            ?= go
 CONSUL_VERSION = v1.20.1
 CACHE_DIR     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/custom-sd
 CONSUL        ?= $(CACHE_DIR)/consul-$(CONSUL_VERSION)/consul
+# Prometheus v3.16.0 is the Go module version v0.316.0.
+PROMETHEUS_VERSION = v0.316.0
+PROMETHEUS_DIR ?= $(CACHE_DIR)/prometheus-$(PROMETHEUS_VERSION)
+PROMETHEUS     ?= $(PROMETHEUS_DIR)/prometheus
+PROMTOOL       ?= $(PROMETHEUS_DIR)/promtool
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -17,14 +22,17 @@ LDFLAGS = -s -w \
 	-X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 
 export CUSTOM_SD_CONSUL = $(CONSUL)
+export CUSTOM_SD_PROMETHEUS = $(PROMETHEUS)
+export CUSTOM_SD_PROMTOOL = $(PROMTOOL)
 
-.PHONY: all build test lint consul demo bench clean
+.PHONY: all build test lint consul prometheus demo bench clean
 
 all: build
 
-## build: the custom-sd binary in bin/
+## build: the custom-sd binary in bin/ (static: CGO_ENABLED=0; the Dockerfile runs this too)
+BIN ?= bin/custom-sd
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/custom-sd ./cmd/custom-sd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/custom-sd
 
 ## consul: build the pinned Consul server into the cache (minutes the first time, seconds after)
 consul: $(CONSUL)
@@ -32,18 +40,25 @@ $(CONSUL):
 	@echo ">> building Consul $(CONSUL_VERSION) into $(CONSUL) (a few minutes the first time)"
 	cd tools/consul && $(GO) build -o $(CONSUL) github.com/hashicorp/consul
 
+## prometheus: build the pinned Prometheus server and promtool into the cache (about 5 minutes the first time)
+prometheus: $(PROMETHEUS) $(PROMTOOL)
+$(PROMETHEUS) $(PROMTOOL) &:
+	@echo ">> building Prometheus $(PROMETHEUS_VERSION) and promtool into $(PROMETHEUS_DIR) (about 5 minutes the first time)"
+	cd tools/prometheus && $(GO) build -ldflags '-X $(VERSION_PKG).Version=3.16.0' -o $(PROMETHEUS_DIR)/ \
+		github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
+
 ## lint: gofmt and go vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## test: every test, against real Consul agents
-test: consul lint
+## test: every test, against real Consul agents and a real Prometheus
+test: consul prometheus lint
 	$(GO) test -race -count=1 ./...
 
-## demo: a local Consul dev agent with deploy/consul.json, custom-sd beside it, and the file it writes
-demo: build consul
-	CONSUL=$(CONSUL) CUSTOM_SD=bin/custom-sd scripts/demo.sh
+## demo: the deploy/ topology as local processes: Consul with deploy/consul.json, custom-sd, and Prometheus reading its file
+demo: build consul prometheus
+	CONSUL=$(CONSUL) CUSTOM_SD=bin/custom-sd PROMETHEUS=$(PROMETHEUS) PROMTOOL=$(PROMTOOL) scripts/demo.sh
 
 ## bench: the benchmark scenarios behind docs/performance.md (about a quarter of an hour)
 bench: build consul

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/custom-sd/custom-sd/internal/testconsul"
+	"github.com/custom-sd/custom-sd/internal/testproc"
 )
 
 // binPath is the custom-sd binary built for these tests.
@@ -39,28 +39,10 @@ func TestMain(m *testing.M) {
 	testconsul.Main(m)
 }
 
-// syncBuffer collects a process's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // daemon is a running custom-sd process.
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testproc.Buffer
 	done   chan struct{}
 	err    error
 	url    string // base URL of its HTTP side
@@ -78,7 +60,7 @@ func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testconsul.FreePort(t))
 	args = append(args, "--web.listen-address="+addr)
-	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &syncBuffer{}, done: make(chan struct{}), url: "http://" + addr}
+	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &testproc.Buffer{}, done: make(chan struct{}), url: "http://" + addr}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CONSUL_") {
 			d.cmd.Env = append(d.cmd.Env, kv)
