@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/custom-sd/custom-sd/internal/testconsul"
@@ -314,4 +315,8 @@ func TestImageBuildIsStaticAndVersioned(t *testing.T) {
 	require.NoError(t, err, "%s", version)
 	require.Contains(t, string(version), "version 9.8.7-test")
 	require.Contains(t, string(version), "revision: abc123")
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }

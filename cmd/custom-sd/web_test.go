@@ -139,6 +139,17 @@ func TestHTTPSideFollowsTheFile(t *testing.T) {
 	require.Positive(t, d.metric(t, "process_resident_memory_bytes", nil))
 	require.Positive(t, d.metric(t, "custom_sd_http_requests_total", map[string]string{"handler": "targets", "code": "200"}))
 
+	// Every metric of ours is documented in the README.
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	_, _, metrics := d.get(t, http.MethodGet, "/metrics")
+	for _, line := range strings.Split(metrics, "\n") {
+		if name, ok := strings.CutPrefix(line, "# TYPE custom_sd_"); ok {
+			name = "custom_sd_" + strings.Fields(name)[0]
+			require.Contains(t, string(readme), "`"+name, "README documents %s", name)
+		}
+	}
+
 	// A change reaches HTTP SD as it reaches the file.
 	srv.Deregister(t, "node-1", "db-1")
 	testconsul.Eventually(t, func() bool {
