@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -220,5 +222,32 @@ func TestWebConfigFileEnablesBasicAuth(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 0, d.terminate(t))
+}
+
+func TestWebConfigFileEnablesTLS(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	certs := testconsul.NewTLS(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "web.yml")
+	require.NoError(t, os.WriteFile(conf, []byte("tls_server_config:\n  cert_file: "+certs.ServerCert+"\n  key_file: "+certs.ServerKey+"\n"), 0o600))
+	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+filepath.Join(dir, "out.json"), "--web.config.file="+conf)
+	d.waitLog(t, 1, "Output file is complete")
+
+	caPEM, err := os.ReadFile(certs.CA)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(caPEM))
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(strings.Replace(d.url, "http://", "https://", 1) + "/targets")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+
+	code, _, _ := d.get(t, http.MethodGet, "/targets")
+	require.Equal(t, http.StatusBadRequest, code, "plain HTTP is refused")
 	require.Equal(t, 0, d.terminate(t))
 }

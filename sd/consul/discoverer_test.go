@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custom-sd/custom-sd/adapter"
@@ -242,6 +243,8 @@ func TestDiscovererBacksOffOnTooManyRequests(t *testing.T) {
 		require.LessOrEqual(t, f.count("/v1/catalog/services"), 8, "no hot loop under 429s")
 		require.GreaterOrEqual(t, f.count("/v1/catalog/services"), 3, "but it keeps trying")
 		require.EqualValues(t, f.count("/v1/catalog/services"), d.transport.limited.Load())
+		require.EqualValues(t, f.count("/v1/catalog/services"),
+			testutil.ToFloat64(d.metrics.requests.WithLabelValues("catalog_services", outcomeRateLimited)), "429s are counted as rate_limited")
 		_, sends := c.snapshot()
 		require.Zero(t, sends)
 
@@ -258,9 +261,11 @@ func TestDiscovererHandlesIndexGoingBackwards(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				f := fakeWithServices(8, 100)
-				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
+				d := fakeDiscoverer(t, f, mode.maxConns)
+				c, stop := startCollector(t, d)
 				defer stop()
 				settle()
+				require.Zero(t, testutil.ToFloat64(d.metrics.resets))
 
 				// A Consul restored from an older snapshot: lower indexes, and
 				// svc0 has other instances.
@@ -272,6 +277,7 @@ func TestDiscovererHandlesIndexGoingBackwards(t *testing.T) {
 				synctest.Wait()
 				got, _ := c.snapshot()
 				require.Equal(t, []string{"svc0-restored"}, got["svc0"])
+				require.Positive(t, testutil.ToFloat64(d.metrics.resets), "the reset is counted")
 
 				// And later changes are still seen.
 				f.set("svc1", 0, "svc1-b")
