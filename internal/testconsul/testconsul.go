@@ -188,3 +188,17 @@ func Eventually(t testing.TB, cond func() bool, msgAndArgs ...any) {
 	t.Helper()
 	require.Eventually(t, cond, 20*time.Second, 10*time.Millisecond, msgAndArgs...)
 }
+
+// StartFederation starts two single-server datacenters, dc1 and dc2, joined
+// over the WAN on loopback, and waits until dc1's agent lists both.
+func StartFederation(t testing.TB) (dc1, dc2 *Server) {
+	t.Helper()
+	dc1 = Start(t, func(c *testutil.TestServerConfig) { c.Datacenter = "dc1" })
+	dc2 = Start(t, func(c *testutil.TestServerConfig) { c.Datacenter = "dc2" })
+	dc2.JoinWAN(t, dc1.WANAddr)
+	Eventually(t, func() bool {
+		dcs, err := dc1.Client.Catalog().Datacenters()
+		return err == nil && len(dcs) == 2
+	}, "dc1 knows dc2")
+	return dc1, dc2
+}

@@ -23,10 +23,12 @@ type TLSFiles struct {
 	CA         string // the CA certificate
 	ServerCert string // for 127.0.0.1, ::1, localhost and server.dc1.consul
 	ServerKey  string
+	ClientCert string // a client certificate signed by the CA
+	ClientKey  string
 }
 
-// NewTLS makes a CA and a server certificate signed by it in a temporary
-// directory.
+// NewTLS makes a CA, and a server and a client certificate signed by it, in
+// a temporary directory.
 func NewTLS(t testing.TB) TLSFiles {
 	t.Helper()
 	dir := t.TempDir()
@@ -46,32 +48,42 @@ func NewTLS(t testing.TB) TLSFiles {
 	caCert, err := x509.ParseCertificate(caDER)
 	require.NoError(t, err)
 
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "server.dc1.consul"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost", "server.dc1.consul"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-
 	f := TLSFiles{
 		CA:         filepath.Join(dir, "ca.pem"),
 		ServerCert: filepath.Join(dir, "server.pem"),
 		ServerKey:  filepath.Join(dir, "server-key.pem"),
+		ClientCert: filepath.Join(dir, "client.pem"),
+		ClientKey:  filepath.Join(dir, "client-key.pem"),
 	}
 	writePEM(t, f.CA, "CERTIFICATE", caDER)
-	writePEM(t, f.ServerCert, "CERTIFICATE", der)
-	writePEM(t, f.ServerKey, "EC PRIVATE KEY", keyDER)
+	issue(t, caCert, caKey, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "server.dc1.consul"},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{"localhost", "server.dc1.consul"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+	}, f.ServerCert, f.ServerKey)
+	issue(t, caCert, caKey, &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "custom-sd"},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, f.ClientCert, f.ClientKey)
 	return f
+}
+
+// issue signs a certificate for tmpl with the CA and writes it and its key.
+func issue(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate, certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	writePEM(t, certPath, "CERTIFICATE", der)
+	writePEM(t, keyPath, "EC PRIVATE KEY", keyDER)
 }
 
 func writePEM(t testing.TB, path, typ string, der []byte) {
@@ -83,5 +95,13 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 func WithHTTPS(f TLSFiles) func(*testutil.TestServerConfig) {
 	return func(c *testutil.TestServerConfig) {
 		c.CAFile, c.CertFile, c.KeyFile = f.CA, f.ServerCert, f.ServerKey
+	}
+}
+
+// WithVerifiedClients makes the agent's HTTPS port require a client
+// certificate signed by the files' CA.
+func WithVerifiedClients() func(*testutil.TestServerConfig) {
+	return func(c *testutil.TestServerConfig) {
+		c.VerifyIncomingHTTPS = true
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ type transport struct {
 	conns    atomic.Int64  // connections open now
 	maxConns atomic.Int64  // most connections open at once
 	metrics  *metrics      // nil until the Discoverer sets it
+	token    atomic.Pointer[string]
 }
 
 func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
@@ -81,8 +83,12 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// RoundTrip implements http.RoundTripper.
+// RoundTrip implements http.RoundTripper. It adds the current ACL token.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tok := t.token.Load(); tok != nil && *tok != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("X-Consul-Token", *tok)
+	}
 	t.requests.Add(1)
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
@@ -115,6 +121,20 @@ func newClient(conf api.Config, t *transport) (*api.Client, error) {
 		return nil, fmt.Errorf("create Consul client: %w", err)
 	}
 	return c, nil
+}
+
+// readToken reads an ACL token from a file. The error names the file, never
+// its content.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", path)
+	}
+	return tok, nil
 }
 
 // storeMax raises m to v if v is larger.

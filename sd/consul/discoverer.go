@@ -24,10 +24,12 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultTagSeparator       = ","
-	DefaultWaitTime           = 5 * time.Minute
-	DefaultMaxConnections     = 64
-	DefaultMinRequestInterval = 10 * time.Millisecond
+	DefaultTagSeparator        = ","
+	DefaultWaitTime            = 5 * time.Minute
+	DefaultMaxConnections      = 64
+	DefaultMinRequestInterval  = 10 * time.Millisecond
+	DefaultDatacentersInterval = time.Minute
+	DefaultTokenCheckInterval  = 5 * time.Second
 	// MinConnections is the smallest budget that leaves room for the service
 	// list, the two other doorbells, one reader and the headroom.
 	MinConnections = 5
@@ -60,6 +62,25 @@ type Config struct {
 	MinRequestInterval time.Duration
 	// AllowStale lets any server answer reads, not only the leader.
 	AllowStale bool
+	// Selection chooses the services and instances that become targets.
+	Selection Selection
+	// Datacenters lists the datacenters to watch. Empty means API.Datacenter,
+	// or the agent's own when that is empty too. With more than one, or with
+	// AllDatacenters, each group's Source is "<datacenter>/<service>";
+	// otherwise it is the service name.
+	Datacenters []string
+	// AllDatacenters watches every datacenter the agent knows, following
+	// /v1/catalog/datacenters every DatacentersInterval.
+	AllDatacenters bool
+	// DatacentersInterval is how often the list of datacenters is read with
+	// AllDatacenters; 0 means 1m.
+	DatacentersInterval time.Duration
+	// TokenFile, if set, holds the ACL token. It is re-read every
+	// TokenCheckInterval and a new token takes effect at once: every watch
+	// starts over with it. It overrides API.Token and API.TokenFile.
+	TokenFile string
+	// TokenCheckInterval is how often TokenFile is re-read; 0 means 5s.
+	TokenCheckInterval time.Duration
 	// Logger receives the discoverer's logs; nil logs nothing.
 	Logger log.Logger
 }
@@ -79,8 +100,10 @@ type Discoverer struct {
 	client    *api.Client
 	transport *transport
 	logger    log.Logger
-	sweeping  atomic.Bool  // watching with doorbells and sweeps
+	sweeping  atomic.Int64 // datacenters watched with doorbells and sweeps
 	longPolls atomic.Int64 // services with a long poll of their own
+	watched   atomic.Int64 // services watched, in every datacenter
+	dcCount   atomic.Int64 // datacenters watched, which share the budget
 	metrics   *metrics
 }
 
@@ -104,10 +127,34 @@ func New(cfg Config) (*Discoverer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.NewNopLogger()
 	}
+	if cfg.DatacentersInterval == 0 {
+		cfg.DatacentersInterval = DefaultDatacentersInterval
+	}
+	if cfg.TokenCheckInterval == 0 {
+		cfg.TokenCheckInterval = DefaultTokenCheckInterval
+	}
+	if len(cfg.Datacenters) == 0 && cfg.API.Datacenter != "" {
+		cfg.Datacenters = []string{cfg.API.Datacenter}
+	}
+	cfg.API.Datacenter = "" // each query names its own
 	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), &cfg.API.TLSConfig)
 	if err != nil {
 		return nil, err
 	}
+	// The transport adds the token to every request, so that a new one
+	// can replace it while requests are in flight.
+	token := cfg.API.Token
+	if cfg.TokenFile != "" {
+		if token, err = readToken(cfg.TokenFile); err != nil {
+			return nil, err
+		}
+	} else if cfg.API.TokenFile != "" {
+		if token, err = readToken(cfg.API.TokenFile); err != nil {
+			return nil, err
+		}
+	}
+	t.token.Store(&token)
+	cfg.API.Token, cfg.API.TokenFile = "", ""
 	c, err := newClient(cfg.API, t)
 	if err != nil {
 		return nil, err
@@ -117,6 +164,10 @@ func New(cfg Config) (*Discoverer, error) {
 	t.metrics = d.metrics
 	return d, nil
 }
+
+// sweepMode reports whether some datacenter is watched with doorbells and
+// sweeps.
+func (d *Discoverer) sweepMode() bool { return d.sweeping.Load() > 0 }
 
 // Requests reports how many HTTP requests the discoverer has sent to Consul.
 func (d *Discoverer) Requests() uint64 { return d.transport.requests.Load() }
@@ -132,11 +183,20 @@ func (d *Discoverer) streams() int {
 	return conns
 }
 
-func (d *Discoverer) poller(what, filter string) poller {
+// streams is this datacenter's share of the requests the budget allows in
+// flight.
+func (r *run) streams() int {
+	return max(r.d.streams()/max(int(r.d.dcCount.Load()), 1), 1)
+}
+
+func (r *run) poller(what, endpoint, filter string) poller {
+	d := r.d
 	return poller{
 		what:        what,
+		endpoint:    endpoint,
 		filter:      filter,
-		logger:      d.logger,
+		dc:          r.dc,
+		logger:      r.logger,
 		wait:        d.cfg.WaitTime,
 		minInterval: d.cfg.MinRequestInterval,
 		allowStale:  d.cfg.AllowStale,
@@ -145,12 +205,14 @@ func (d *Discoverer) poller(what, filter string) poller {
 }
 
 func (d *Discoverer) fetchServices(ctx context.Context, q *api.QueryOptions) (map[string][]string, *api.QueryMeta, error) {
+	q.NodeMeta = d.cfg.Selection.NodeMeta
 	return d.client.Catalog().Services(q)
 }
 
 func (d *Discoverer) fetchInstances(name string) fetchFunc[[]*api.ServiceEntry] {
 	return func(ctx context.Context, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
-		return d.client.Health().Service(name, "", false, q)
+		q.NodeMeta = d.cfg.Selection.NodeMeta
+		return d.client.Health().ServiceMultipleTags(name, d.cfg.Selection.Tags, false, q)
 	}
 }
 
@@ -176,7 +238,11 @@ type service struct {
 	// instances, and the checks of the instances (node checks included)
 	// that are not passing, with their status.
 	nodes      map[string]struct{}
+	instances  map[instanceKey]struct{}
 	nonPassing map[checkKey]string
+	// The health doorbell's non-passing checks of instances the last read
+	// did not return (left out by a filter), as of its last ring.
+	otherChecks map[checkKey]string
 }
 
 func (s *service) held() bool { return s.cancel != nil }
@@ -199,13 +265,16 @@ type catalogUpdate struct {
 	index uint64
 }
 
-// run is the state of one Run call. Only the Run goroutine touches it; the
-// goroutines it starts talk to it through channels.
+// run is the state of watching one datacenter. Only its own goroutine
+// touches it; the goroutines it starts talk to it through channels.
 type run struct {
-	d   *Discoverer
-	ctx context.Context
-	up  chan<- []*adapter.Group
-	wg  sync.WaitGroup
+	d      *Discoverer
+	ctx    context.Context
+	up     chan<- []*adapter.Group
+	wg     sync.WaitGroup
+	dc     string // "" for the agent's own
+	prefix string // put before each service name to make a group's Source
+	logger log.Logger
 
 	services     map[string]*service
 	nextGen      uint64
@@ -213,6 +282,7 @@ type run struct {
 	catalogIndex uint64 // the service list's index
 	sent         bool   // the complete initial set has been sent
 	held         int    // services with a long poll of their own
+	counted      int    // services counted in d.watched
 
 	catalogCh chan catalogUpdate
 	resultCh  chan result
@@ -221,13 +291,23 @@ type run struct {
 	sw *sweeper // non-nil in sweep mode
 }
 
-// Run implements adapter.Discoverer.
-func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
+// runDC watches one datacenter ("" for the agent's own) with its share of
+// the connection budget (see run.streams). Its first send on up is
+// the datacenter's complete set; later sends carry the groups that changed.
+// Group sources are prefix + the service name.
+func (d *Discoverer) runDC(ctx context.Context, dc, prefix string, up chan<- []*adapter.Group) {
 	ctx, cancel := context.WithCancel(ctx)
+	logger := d.logger
+	if dc != "" {
+		logger = log.With(logger, "datacenter", dc)
+	}
 	r := &run{
 		d:         d,
 		ctx:       ctx,
 		up:        up,
+		dc:        dc,
+		prefix:    prefix,
+		logger:    logger,
 		services:  map[string]*service{},
 		catalogCh: make(chan catalogUpdate),
 		resultCh:  make(chan result),
@@ -236,9 +316,8 @@ func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
 	defer r.wg.Wait()
 	defer cancel()
 
-	level.Info(d.logger).Log("msg", "Watching Consul", "server", d.cfg.API.Address, "datacenter", d.cfg.API.Datacenter, "max_connections", d.cfg.MaxConnections)
 	r.wg.Go(func() {
-		poll(ctx, d.poller("service list", ""), 0, d.fetchServices, func(names map[string][]string, index uint64) {
+		poll(ctx, r.poller("service list", "/v1/catalog/services", d.cfg.Selection.Filter), 0, d.fetchServices, func(names map[string][]string, index uint64) {
 			select {
 			case r.catalogCh <- catalogUpdate{names, index}:
 			case <-ctx.Done():
@@ -254,6 +333,10 @@ func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
 		select {
 		case <-ctx.Done():
 			r.leaveSweepMode()
+			for _, s := range r.services {
+				r.release(s)
+			}
+			r.d.watched.Add(int64(-r.counted))
 			return
 		case cu := <-r.catalogCh:
 			r.reconcile(cu)
@@ -276,7 +359,7 @@ func (d *Discoverer) Run(ctx context.Context, up chan<- []*adapter.Group) {
 // so each starts over with a fresh read.
 func (r *run) reconcile(cu catalogUpdate) {
 	if cu.index < r.catalogIndex {
-		level.Warn(r.d.logger).Log("msg", "Consul's index went backwards; re-reading every service", "old", r.catalogIndex, "new", cu.index)
+		level.Warn(r.logger).Log("msg", "Consul's index went backwards; re-reading every service", "old", r.catalogIndex, "new", cu.index)
 		for _, s := range r.services {
 			r.release(s)
 			s.index = 0
@@ -289,6 +372,11 @@ func (r *run) reconcile(cu catalogUpdate) {
 	}
 	r.catalogIndex = cu.index
 	r.listed = true
+	for name, tags := range cu.names {
+		if !r.d.cfg.Selection.wantService(name, tags) {
+			delete(cu.names, name)
+		}
+	}
 
 	for name, s := range r.services {
 		if _, ok := cu.names[name]; ok {
@@ -297,9 +385,9 @@ func (r *run) reconcile(cu catalogUpdate) {
 		r.release(s)
 		delete(r.services, name)
 		if r.sent && s.group != nil && len(s.group.Targets) > 0 {
-			r.send(&adapter.Group{Source: name})
+			r.send(&adapter.Group{Source: r.prefix + name})
 		}
-		level.Debug(r.d.logger).Log("msg", "Service left the catalog", "service", name)
+		level.Debug(r.logger).Log("msg", "Service left the catalog", "service", name)
 	}
 	var added []*service
 	for name := range cu.names {
@@ -310,11 +398,12 @@ func (r *run) reconcile(cu catalogUpdate) {
 		s := &service{name: name, gen: r.nextGen}
 		r.services[name] = s
 		added = append(added, s)
-		level.Debug(r.d.logger).Log("msg", "Service joined the catalog", "service", name)
+		level.Debug(r.logger).Log("msg", "Service joined the catalog", "service", name)
 	}
-	r.d.metrics.services.Set(float64(len(r.services)))
+	r.d.watched.Add(int64(len(r.services) - r.counted))
+	r.counted = len(r.services)
 
-	if len(r.services) <= r.d.streams()-1 {
+	if len(r.services) <= r.streams()-1 {
 		r.leaveSweepMode()
 		for _, s := range r.services {
 			if !s.held() {
@@ -338,7 +427,7 @@ func (r *run) hold(s *service) {
 	r.d.longPolls.Add(1)
 	name, gen, index := s.name, s.gen, s.index
 	r.wg.Go(func() {
-		poll(ctx, r.d.poller("service "+name, ""), index, r.d.fetchInstances(name), func(entries []*api.ServiceEntry, idx uint64) {
+		poll(ctx, r.poller("service "+name, "/v1/health/service/"+name, r.d.cfg.Selection.HealthFilter), index, r.d.fetchInstances(name), func(entries []*api.ServiceEntry, idx uint64) {
 			select {
 			case r.resultCh <- result{name: name, gen: gen, index: idx, entries: entries}:
 			case <-ctx.Done():
@@ -381,15 +470,15 @@ func (r *run) apply(res result) {
 func (r *run) update(s *service, res result) bool {
 	if s.fetched && res.index <= s.index {
 		if res.index < s.index {
-			level.Debug(r.d.logger).Log("msg", "Dropping an older read", "service", s.name, "index", res.index, "have", s.index)
+			level.Debug(r.logger).Log("msg", "Dropping an older read", "service", s.name, "index", res.index, "have", s.index)
 		}
 		return false
 	}
 	s.index = res.index
-	s.nodes, s.nonPassing = healthState(res.entries)
-	g := toGroup(s.name, s.name, res.entries, r.d.cfg.TagSeparator)
+	s.nodes, s.instances, s.nonPassing = healthState(res.entries)
+	g := toGroup(r.prefix+s.name, s.name, r.d.cfg.Selection.admitted(res.entries), r.d.cfg.TagSeparator)
 	if s.fetched && groupsEqual(s.group, g) {
-		level.Debug(r.d.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", res.index)
+		level.Debug(r.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", res.index)
 		return false
 	}
 	s.group, s.fetched, s.lastChange = g, true, time.Now()
@@ -415,7 +504,7 @@ func (r *run) sendInitial() {
 		targets += len(s.group.Targets)
 	}
 	slices.SortFunc(groups, func(a, b *adapter.Group) int { return cmp.Compare(a.Source, b.Source) })
-	level.Info(r.d.logger).Log("msg", "Read every service once", "services", len(groups), "targets", targets)
+	level.Info(r.logger).Log("msg", "Read every service once", "services", len(groups), "targets", targets)
 	r.sent = true
 	r.send(groups...)
 }

@@ -147,7 +147,7 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 				require.Equal(t, 1, sends, "the initial set comes in one send")
 				require.Len(t, c.first, 8, "and holds every service")
 				require.Len(t, got, 8)
-				require.Equal(t, mode.sweeping, d.sweeping.Load())
+				require.Equal(t, mode.sweeping, d.sweepMode())
 
 				f.set("svc1", 0, "svc1-a", "svc1-b")
 				settle()
@@ -342,7 +342,7 @@ func TestUpdateKeepsTheNewestRead(t *testing.T) {
 	d, err := New(Config{API: api.Config{Address: "consul.invalid:8500"}})
 	require.NoError(t, err)
 	up := make(chan []*adapter.Group, len(tests))
-	r := &run{d: d, ctx: t.Context(), up: up, services: map[string]*service{}, sent: true}
+	r := &run{d: d, ctx: t.Context(), up: up, services: map[string]*service{}, sent: true, logger: d.logger}
 	s := &service{name: "web", gen: 1}
 	r.services["web"] = s
 	for _, tc := range tests {
@@ -369,7 +369,7 @@ func TestHealthDoorbellSeesAFlipBack(t *testing.T) {
 		c, stop := startCollector(t, d)
 		defer stop()
 		settle()
-		require.True(t, d.sweeping.Load())
+		require.True(t, d.sweepMode())
 		health := func() string { return c.labels("svc3", "svc3-a")[healthLabel] }
 		require.Equal(t, "passing", health())
 

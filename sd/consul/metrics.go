@@ -71,7 +71,6 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	lastSuccess prometheus.Gauge
 	resets      prometheus.Counter
-	services    prometheus.Gauge
 	sweeps      prometheus.Counter
 	collectors  []prometheus.Collector
 }
@@ -96,23 +95,23 @@ func newMetrics(d *Discoverer, t *transport) *metrics {
 			Name: "custom_sd_consul_index_resets_total",
 			Help: "Blocking queries whose index went backwards (Consul restarted empty or restored a snapshot), so watching started over.",
 		}),
-		services: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "custom_sd_consul_services",
-			Help: "Services in Consul's catalog that the discoverer watches.",
-		}),
 		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "custom_sd_consul_sweeps_total",
 			Help: "Sweeps of the services without a long poll of their own, started when the catalog or the nodes changed.",
 		}),
 	}
+	services := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "custom_sd_consul_services",
+		Help: "Services the discoverer watches, in every datacenter.",
+	}, func() float64 { return float64(d.watched.Load()) })
 	longPolls := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_long_polls",
 		Help: "Services with a blocking query of their own.",
 	}, func() float64 { return float64(d.longPolls.Load()) })
 	sweepMode := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_sweep_mode",
-		Help: "1 while more services are watched than the connection budget holds long polls for (doorbells and sweeps), else 0.",
-	}, func() float64 { return oneIf(d.sweeping.Load()) })
+		Help: "Datacenters with more services than their share of the connection budget holds long polls for, watched with doorbells and sweeps.",
+	}, func() float64 { return float64(d.sweeping.Load()) })
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_connections",
 		Help: "TCP connections open to Consul.",
@@ -130,7 +129,7 @@ func newMetrics(d *Discoverer, t *transport) *metrics {
 			m.requests.WithLabelValues(e.label, o)
 		}
 	}
-	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, m.services, m.sweeps, longPolls, sweepMode, conns, budget, http2}
+	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, longPolls, sweepMode, conns, budget, http2}
 	return m
 }
 

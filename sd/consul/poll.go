@@ -34,7 +34,9 @@ type fetchFunc[T any] func(ctx context.Context, q *api.QueryOptions) (T, *api.Qu
 // poller runs one blocking query over and over.
 type poller struct {
 	what        string // for logs, e.g. "service web"
+	endpoint    string // for logs, e.g. "/v1/health/service/web"
 	filter      string // Consul filter expression, if any
+	dc          string // datacenter; "" for the agent's own
 	logger      log.Logger
 	wait        time.Duration
 	minInterval time.Duration // least time between two requests
@@ -60,7 +62,7 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 	)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout(p.wait))
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: p.wait, AllowStale: p.allowStale, Filter: p.filter}).WithContext(rctx)
+		q := (&api.QueryOptions{Datacenter: p.dc, WaitIndex: index, WaitTime: p.wait, AllowStale: p.allowStale, Filter: p.filter}).WithContext(rctx)
 		res, meta, err := fetch(rctx, q)
 		cancel()
 		if ctx.Err() != nil {
@@ -109,7 +111,16 @@ func logFailure(p poller, previous, err error, retryIn time.Duration) {
 	if previous != nil && previous.Error() == err.Error() {
 		lvl = level.Debug
 	}
-	lvl(p.logger).Log("msg", "Consul query failed; keeping the last known targets", "query", p.what, "retry_in", retryIn, "err", err)
+	msg := "Consul query failed; keeping the last known targets"
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+		msg = "Consul denied the query (403): the ACL token lacks read rights for it; keeping the last known targets"
+	}
+	kv := []any{"msg", msg, "query", p.what}
+	if p.endpoint != "" {
+		kv = append(kv, "endpoint", p.endpoint)
+	}
+	lvl(p.logger).Log(append(kv, "retry_in", retryIn, "err", err)...)
 }
 
 // nextBackoff doubles the previous delay, starting higher for a 429.

@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -100,13 +101,13 @@ func (r *run) enterSweepMode() {
 	if r.sw != nil {
 		return
 	}
-	slots := r.d.streams()
+	slots := r.streams()
 	readers := min(max(slots/4, 1), 16)
 	ctx, cancel := context.WithCancel(r.ctx)
 	sw := &sweeper{cancel: cancel, queue: newReadQueue(), heldCap: max(slots-3-readers, 0)}
 	r.sw = sw
-	r.d.sweeping.Store(true)
-	level.Info(r.d.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
+	r.d.sweeping.Add(1)
+	level.Info(r.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
 		"services", len(r.services), "long_polls", sw.heldCap, "readers", readers, "max_connections", r.d.cfg.MaxConnections)
 
 	// Keep the most recently changed long polls that fit; read the others
@@ -132,11 +133,11 @@ func (r *run) enterSweepMode() {
 		}
 	}
 	r.wg.Go(func() {
-		poll(ctx, r.d.poller("non-passing checks", healthDoorbellFilter), 0, r.d.fetchChecks, ringer("checks"))
+		poll(ctx, r.poller("non-passing checks", "/v1/health/state/any", healthDoorbellFilter), 0, r.d.fetchChecks, ringer("checks"))
 	})
 	r.wg.Go(func() {
 		ring := ringer("nodes")
-		poll(ctx, r.d.poller("nodes", nodesDoorbellFilter), 0, r.d.fetchNodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
+		poll(ctx, r.poller("nodes", "/v1/catalog/nodes", nodesDoorbellFilter), 0, r.d.fetchNodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
 	})
 	for range readers {
 		r.wg.Go(func() { r.readLoop(ctx, sw.queue) })
@@ -153,9 +154,9 @@ func (r *run) leaveSweepMode() {
 		r.sw.timer.Stop()
 	}
 	r.sw = nil
-	r.d.sweeping.Store(false)
+	r.d.sweeping.Add(-1)
 	if r.ctx.Err() == nil {
-		level.Info(r.d.logger).Log("msg", "Watching every service with its own long poll", "services", len(r.services))
+		level.Info(r.logger).Log("msg", "Watching every service with its own long poll", "services", len(r.services))
 	}
 }
 
@@ -166,7 +167,7 @@ func (r *run) readLoop(ctx context.Context, q *readQueue) {
 		if !ok {
 			return
 		}
-		entries, index, err := r.d.readOnce(ctx, j.name, j.probe)
+		entries, index, err := r.readOnce(ctx, j.name, j.probe)
 		if ctx.Err() != nil {
 			return
 		}
@@ -182,14 +183,15 @@ func (r *run) readLoop(ctx context.Context, q *readQueue) {
 // its index. These reads go to the leader even with AllowStale: a doorbell
 // rang because of a write, and a lagging server might answer with the state
 // from before it, which nothing would ever correct.
-func (d *Discoverer) readOnce(ctx context.Context, name string, probe bool) ([]*api.ServiceEntry, uint64, error) {
+func (r *run) readOnce(ctx context.Context, name string, probe bool) ([]*api.ServiceEntry, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout(0))
 	defer cancel()
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	sel := &r.d.cfg.Selection
+	q := (&api.QueryOptions{Datacenter: r.dc, NodeMeta: sel.NodeMeta, Filter: sel.HealthFilter}).WithContext(ctx)
 	if probe {
 		q.Filter = probeFilter
 	}
-	entries, meta, err := d.client.Health().Service(name, "", false, q)
+	entries, meta, err := r.d.client.Health().ServiceMultipleTags(name, sel.Tags, false, q)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -216,33 +218,45 @@ func (r *run) doorbell(rg ring) {
 }
 
 // healthChanged reads every service without a long poll whose non-passing
-// checks in the list differ from those of its last read.
+// checks in the list differ from those of its last read. Checks of
+// instances the last read did not return (a filter left them out, or they
+// are new) are compared with the previous list instead.
 func (r *run) healthChanged(checks api.HealthChecks) {
-	byService := map[string]map[checkKey]string{}
+	byService := map[string]api.HealthChecks{}
 	byNode := map[string]map[checkKey]string{}
 	for _, c := range checks {
-		m, key := byService, c.ServiceName
-		if c.ServiceName == "" {
-			m, key = byNode, c.Node // a node check: part of every instance on the node
+		if c.ServiceName != "" {
+			byService[c.ServiceName] = append(byService[c.ServiceName], c)
+			continue
 		}
-		if m[key] == nil {
-			m[key] = map[checkKey]string{}
+		// A node check: part of every instance on the node.
+		if byNode[c.Node] == nil {
+			byNode[c.Node] = map[checkKey]string{}
 		}
-		m[key][checkKey{c.Node, c.CheckID}] = c.Status
+		byNode[c.Node][checkKey{c.Node, c.CheckID}] = c.Status
 	}
 	for _, s := range r.services {
 		if s.held() || !s.fetched {
 			continue // its long poll, or the sweep that reads it first, will see it
 		}
-		if !sameChecks(s, byService[s.name], byNode) {
+		known, other := map[checkKey]string{}, map[checkKey]string{}
+		for _, c := range byService[s.name] {
+			m := other
+			if _, ok := s.instances[instanceKey{c.Node, c.ServiceID}]; ok {
+				m = known
+			}
+			m[checkKey{c.Node, c.CheckID}] = c.Status
+		}
+		if !sameChecks(s, known, byNode) || !maps.Equal(other, s.otherChecks) {
 			r.readSoon(s)
 		}
+		s.otherChecks = other
 	}
 }
 
-// sameChecks reports whether the doorbell's non-passing checks for s (its
-// service checks, and the node checks of its nodes) are those of its last
-// read.
+// sameChecks reports whether the doorbell's non-passing checks for s (the
+// service checks of the instances it has, and the node checks of their
+// nodes) are those of its last read.
 func sameChecks(s *service, service map[checkKey]string, byNode map[string]map[checkKey]string) bool {
 	n := len(service)
 	for k, st := range service {
@@ -261,14 +275,21 @@ func sameChecks(s *service, service map[checkKey]string, byNode map[string]map[c
 	return n == len(s.nonPassing)
 }
 
-// healthState extracts what the health doorbell is compared with.
-func healthState(entries []*api.ServiceEntry) (nodes map[string]struct{}, nonPassing map[checkKey]string) {
-	nodes = map[string]struct{}{}
+// instanceKey identifies a service instance.
+type instanceKey struct{ node, serviceID string }
+
+// healthState extracts what the health doorbell is compared with: the
+// nodes and instances read, and their non-passing checks.
+func healthState(entries []*api.ServiceEntry) (nodes map[string]struct{}, instances map[instanceKey]struct{}, nonPassing map[checkKey]string) {
+	nodes, instances = map[string]struct{}{}, map[instanceKey]struct{}{}
 	for _, e := range entries {
 		if e == nil || e.Node == nil {
 			continue
 		}
 		nodes[e.Node.Node] = struct{}{}
+		if e.Service != nil {
+			instances[instanceKey{e.Node.Node, e.Service.ID}] = struct{}{}
+		}
 		for _, c := range e.Checks {
 			if c.Status != api.HealthPassing {
 				if nonPassing == nil {
@@ -278,7 +299,7 @@ func healthState(entries []*api.ServiceEntry) (nodes map[string]struct{}, nonPas
 			}
 		}
 	}
-	return nodes, nonPassing
+	return nodes, instances, nonPassing
 }
 
 // requestSweep notes a ring at index and starts a sweep now, or as soon as
@@ -388,7 +409,7 @@ func (r *run) sweepDone() {
 	took := time.Since(sw.started)
 	sw.wait() // settle the debt up to now
 	sw.debt += sweepDebtFactor * took
-	level.Debug(r.d.logger).Log("msg", "Sweep done", "took", took, "failed", sw.failed, "long_polls", r.held)
+	level.Debug(r.logger).Log("msg", "Sweep done", "took", took, "failed", sw.failed, "long_polls", r.held)
 	if sw.failed > 0 {
 		r.scheduleRetry()
 		return
@@ -405,7 +426,7 @@ func (r *run) sweepDone() {
 func (r *run) scheduleRetry() {
 	sw := r.sw
 	sw.retry = nextBackoff(sw.retry, sw.err)
-	level.Warn(r.d.logger).Log("msg", "Some services could not be read; keeping their last known targets", "failed", sw.failed, "retry_in", sw.retry, "err", sw.err)
+	level.Warn(r.logger).Log("msg", "Some services could not be read; keeping their last known targets", "failed", sw.failed, "retry_in", sw.retry, "err", sw.err)
 	sw.failed = 0
 	sw.retryAt = time.Now().Add(jitter(sw.retry))
 	if sw.timer != nil {

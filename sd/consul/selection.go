@@ -1,0 +1,120 @@
+package consul
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Health is the least aggregated health an instance needs to become a
+// target.
+type Health int
+
+// Health levels, from the most lenient.
+const (
+	// HealthAny keeps every instance; __meta_consul_health says how it is,
+	// as with consul_sd.
+	HealthAny Health = iota
+	// HealthWarning keeps passing and warning instances and drops critical
+	// ones and those in maintenance.
+	HealthWarning
+	// HealthPassing keeps only passing instances (an instance without checks
+	// is passing).
+	HealthPassing
+)
+
+var healthNames = []string{"any", "warning", "passing"}
+
+func (h Health) String() string {
+	if int(h) < len(healthNames) {
+		return healthNames[h]
+	}
+	return fmt.Sprintf("Health(%d)", int(h))
+}
+
+// ParseHealth parses "any", "warning" or "passing".
+func ParseHealth(s string) (Health, error) {
+	if i := slices.Index(healthNames, s); i >= 0 {
+		return Health(i), nil
+	}
+	return 0, fmt.Errorf("%q is not one of any, warning, passing", s)
+}
+
+// admits reports whether an instance with the given aggregated status
+// (api.HealthPassing, HealthWarning, HealthCritical or HealthMaint) is kept.
+func (h Health) admits(status string) bool {
+	switch h {
+	case HealthPassing:
+		return status == api.HealthPassing
+	case HealthWarning:
+		return status == api.HealthPassing || status == api.HealthWarning
+	default:
+		return true
+	}
+}
+
+// Selection chooses which services and instances become targets. The zero
+// value selects every instance of every service. The fields mirror
+// Prometheus's consul_sd_configs where it has one.
+type Selection struct {
+	// Services lists the services to watch; empty means all (consul_sd:
+	// services).
+	Services []string
+	// Exclude drops services whose whole name matches any of these.
+	Exclude []*regexp.Regexp
+	// Tags must all be present on an instance (consul_sd: tags).
+	Tags []string
+	// NodeMeta must all be present on an instance's node (consul_sd:
+	// node_meta).
+	NodeMeta map[string]string
+	// Filter is a Consul filter expression on the catalog's service list
+	// (consul_sd: filter).
+	Filter string
+	// HealthFilter is a Consul filter expression on each service's
+	// instances, as the health API sees them (consul_sd: health_filter).
+	HealthFilter string
+	// Health is the least aggregated health an instance needs.
+	Health Health
+}
+
+// wantService reports whether a service from the catalog's list, with the
+// union of its instances' tags, is watched.
+func (s *Selection) wantService(name string, tags []string) bool {
+	if len(s.Services) > 0 && !slices.Contains(s.Services, name) {
+		return false
+	}
+	for _, re := range s.Exclude {
+		if re.MatchString(name) {
+			return false
+		}
+	}
+	for _, t := range s.Tags {
+		if !slices.Contains(tags, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// admitted returns the entries whose health the selection admits. It
+// returns entries itself when all are.
+func (s *Selection) admitted(entries []*api.ServiceEntry) []*api.ServiceEntry {
+	if s.Health == HealthAny {
+		return entries
+	}
+	out := make([]*api.ServiceEntry, 0, len(entries))
+	for _, e := range entries {
+		if e != nil && s.Health.admits(e.Checks.AggregatedStatus()) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// AnchoredRegexp compiles expr so that it must match a whole name, as
+// Prometheus's relabelling regexes do.
+func AnchoredRegexp(expr string) (*regexp.Regexp, error) {
+	return regexp.Compile("^(?:" + expr + ")$")
+}

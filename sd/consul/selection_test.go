@@ -1,0 +1,175 @@
+package consul
+
+import (
+	"testing"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custom-sd/custom-sd/internal/testconsul"
+)
+
+func TestParseHealth(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want Health
+		ok   bool
+	}{
+		{"any", HealthAny, true},
+		{"warning", HealthWarning, true},
+		{"passing", HealthPassing, true},
+		{"critical", 0, false},
+		{"", 0, false},
+	} {
+		got, err := ParseHealth(tc.in)
+		if !tc.ok {
+			require.Error(t, err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, got)
+		require.Equal(t, tc.in, got.String())
+	}
+}
+
+func TestHealthAdmits(t *testing.T) {
+	t.Parallel()
+	statuses := []string{api.HealthPassing, api.HealthWarning, api.HealthCritical, api.HealthMaint}
+	want := map[Health][]bool{
+		HealthAny:     {true, true, true, true},
+		HealthWarning: {true, true, false, false},
+		HealthPassing: {true, false, false, false},
+	}
+	for h, admits := range want {
+		for i, st := range statuses {
+			require.Equal(t, admits[i], h.admits(st), "%s admits %s", h, st)
+		}
+	}
+}
+
+// TestRealConsulSelection registers a small estate and checks which
+// instances each selection keeps, in every watching mode.
+func TestRealConsulSelection(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	rackA := map[string]string{"rack": "a"}
+	rackB := map[string]string{"rack": "b"}
+	for _, in := range []testconsul.Instance{
+		{Node: "node-a", NodeMeta: rackA, Service: "web", ID: "web-1", Port: 8080, Tags: []string{"prod", "v1"}, Meta: map[string]string{"team": "shop"}, Status: api.HealthPassing},
+		{Node: "node-b", NodeMeta: rackB, Service: "web", ID: "web-2", Port: 8081, Tags: []string{"prod", "v2"}, Meta: map[string]string{"team": "shop"}, Status: api.HealthWarning},
+		{Node: "node-b", NodeMeta: rackB, Service: "web", ID: "web-3", Port: 8082, Tags: []string{"canary"}, Meta: map[string]string{"team": "shop"}, Status: api.HealthCritical},
+		{Node: "node-a", NodeMeta: rackA, Service: "db", ID: "db-1", Port: 5432, Tags: []string{"prod"}, Meta: map[string]string{"team": "data"}},
+		{Node: "node-b", NodeMeta: rackB, Service: "db-replica", ID: "db-2", Port: 5433, Tags: []string{"prod"}, Meta: map[string]string{"team": "data"}, Status: api.HealthWarning},
+		{Node: "node-a", NodeMeta: rackA, Service: "cache", ID: "cache-1", Port: 6379, Meta: map[string]string{"team": "shop"}},
+	} {
+		srv.Register(t, in)
+	}
+	exclude := func(exprs ...string) Selection {
+		var s Selection
+		for _, e := range exprs {
+			re, err := AnchoredRegexp(e)
+			require.NoError(t, err)
+			s.Exclude = append(s.Exclude, re)
+		}
+		return s
+	}
+
+	tests := []struct {
+		name string
+		sel  Selection
+		want map[string][]string // source -> service IDs
+	}{
+		{"everything", Selection{}, map[string][]string{
+			"consul": {"consul"}, "web": {"web-1", "web-2", "web-3"}, "db": {"db-1"}, "db-replica": {"db-2"}, "cache": {"cache-1"},
+		}},
+		{"services", Selection{Services: []string{"web", "db"}}, map[string][]string{
+			"web": {"web-1", "web-2", "web-3"}, "db": {"db-1"},
+		}},
+		{"exclude, whole names", exclude("consul", "db"), map[string][]string{
+			"web": {"web-1", "web-2", "web-3"}, "db-replica": {"db-2"}, "cache": {"cache-1"},
+		}},
+		{"exclude, a pattern", exclude("db.*|consul"), map[string][]string{
+			"web": {"web-1", "web-2", "web-3"}, "cache": {"cache-1"},
+		}},
+		{"one tag", Selection{Tags: []string{"prod"}}, map[string][]string{
+			"web": {"web-1", "web-2"}, "db": {"db-1"}, "db-replica": {"db-2"},
+		}},
+		{"every tag must be present", Selection{Tags: []string{"prod", "v2"}}, map[string][]string{
+			"web": {"web-2"},
+		}},
+		{"node meta", Selection{NodeMeta: map[string]string{"rack": "b"}}, map[string][]string{
+			"web": {"web-2", "web-3"}, "db-replica": {"db-2"},
+		}},
+		{"catalog filter picks services", Selection{Filter: `ServiceMeta.team == "data"`}, map[string][]string{
+			"db": {"db-1"}, "db-replica": {"db-2"},
+		}},
+		{"health filter picks instances", Selection{HealthFilter: `Service.Tags contains "v2" or Node.Meta.rack == "a"`}, map[string][]string{
+			"web": {"web-1", "web-2"}, "db": {"db-1"}, "cache": {"cache-1"},
+		}},
+		{"health: warning", Selection{Health: HealthWarning}, map[string][]string{
+			"consul": {"consul"}, "web": {"web-1", "web-2"}, "db": {"db-1"}, "db-replica": {"db-2"}, "cache": {"cache-1"},
+		}},
+		{"health: passing", Selection{Health: HealthPassing}, map[string][]string{
+			"consul": {"consul"}, "web": {"web-1"}, "db": {"db-1"}, "cache": {"cache-1"},
+		}},
+		{"combined", Selection{Tags: []string{"prod"}, Health: HealthPassing, Exclude: exclude("consul").Exclude}, map[string][]string{
+			"web": {"web-1"}, "db": {"db-1"},
+		}},
+	}
+	for _, mode := range modes {
+		for _, tc := range tests {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				d := realDiscoverer(t, srv.HTTPAddr, func(c *Config) {
+					c.MaxConnections = mode.maxConns
+					c.Selection = tc.sel
+				})
+				c, _ := startCollector(t, d)
+				testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+				got, _ := c.snapshot()
+				require.Equal(t, tc.want, got)
+			})
+		}
+	}
+}
+
+// TestRealConsulHealthSelectionFollowsChecks: with --consul.health=passing,
+// an instance leaves when its check fails and comes back when it passes, in
+// every mode (in sweep mode through the health doorbell, with a filter that
+// hides other instances of the same service).
+func TestRealConsulHealthSelectionFollowsChecks(t *testing.T) {
+	t.Parallel()
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			srv := testconsul.Start(t)
+			for i := range 6 {
+				srv.Register(t, testconsul.Instance{Service: "filler-" + string(rune('a'+i)), Port: 9000 + i})
+			}
+			web1 := testconsul.Instance{Service: "web", ID: "web-1", Port: 8080, Tags: []string{"prod"}, Status: api.HealthPassing}
+			hidden := testconsul.Instance{Node: "node-2", Service: "web", ID: "web-hidden", Port: 8081, Status: api.HealthPassing}
+			srv.Register(t, web1)
+			srv.Register(t, hidden)
+			d := realDiscoverer(t, srv.HTTPAddr, func(c *Config) {
+				c.MaxConnections = mode.maxConns
+				c.Selection = Selection{Tags: []string{"prod"}, Health: HealthPassing}
+			})
+			c, _ := startCollector(t, d)
+			ids := func() []string { got, _ := c.snapshot(); return got["web"] }
+			testconsul.Eventually(t, func() bool { return len(ids()) == 1 }, "initial set")
+			require.Equal(t, []string{"web-1"}, ids())
+
+			// The hidden instance flaps: nothing to see.
+			hidden.Status = api.HealthCritical
+			srv.Register(t, hidden)
+			web1.Status = api.HealthCritical
+			srv.Register(t, web1)
+			testconsul.Eventually(t, func() bool { return len(ids()) == 0 }, "web-1 failing leaves")
+			web1.Status = api.HealthPassing
+			srv.Register(t, web1)
+			testconsul.Eventually(t, func() bool { return len(ids()) == 1 }, "web-1 passing again comes back")
+			require.Equal(t, []string{"web-1"}, ids())
+		})
+	}
+}
