@@ -23,7 +23,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -53,13 +52,7 @@ func main() {
 
 // flags holds the parsed command line.
 type flags struct {
-	consulServer    string
-	consulTokenFile string
-	consulDC        string
-	tagSeparator    string
-	waitTime        time.Duration
-	maxConnections  int
-	allowStale      bool
+	consul          consulFlags
 	outputFile      string
 	outputMode      string
 	outputInterval  time.Duration
@@ -74,19 +67,7 @@ func newApp(f *flags) *kingpin.Application {
 	app.Version(version.Print(name))
 	app.HelpFlag.Short('h')
 
-	app.Flag("consul.server", "Consul agent address: host:port, or a URL such as https://host:8501.").
-		Default("localhost:8500").Envar("CONSUL_HTTP_ADDR").StringVar(&f.consulServer)
-	app.Flag("consul.token-file", "File holding the Consul ACL token (otherwise CONSUL_HTTP_TOKEN, if set).").
-		Envar("CONSUL_HTTP_TOKEN_FILE").StringVar(&f.consulTokenFile)
-	app.Flag("consul.datacenter", "Datacenter to query (default: the agent's own).").StringVar(&f.consulDC)
-	app.Flag("consul.tag-separator", "Separator that joins tags in __meta_consul_tags, also put at both ends.").
-		Default(consul.DefaultTagSeparator).StringVar(&f.tagSeparator)
-	durationFlag(app, "consul.wait-time", "How long Consul may hold a blocking query (at most 10m).",
-		consul.DefaultWaitTime, &f.waitTime)
-	intFlag(app, "consul.max-connections", "Most connections held to the Consul agent; keep it well below the agent's limits.http_max_conns_per_client (200).",
-		consul.DefaultMaxConnections, &f.maxConnections)
-	app.Flag("consul.allow-stale", "Let any Consul server answer reads, not only the leader.").
-		Default("true").BoolVar(&f.allowStale)
+	f.consul.register(app)
 	app.Flag("output.file", "The file_sd file to write.").Default("custom_sd.json").StringVar(&f.outputFile)
 	app.Flag("output.mode", "Permission bits of the output file, in octal.").Default("0644").StringVar(&f.outputMode)
 	durationFlag(app, "output.interval", "Coalescing window: a change after a quiet period is written at once, later ones at most once per interval.",
@@ -115,21 +96,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: error: %s\n", name, msg)
 		return 2
 	}
-	mode, apiConf, err := f.validate()
+	mode, consulConf, err := f.validate()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
 		return 2
 	}
 	logger := newLogger(stderr, f.logFormat, f.logLevel)
 
-	d, err := consul.New(consul.Config{
-		API:            apiConf,
-		TagSeparator:   f.tagSeparator,
-		WaitTime:       f.waitTime,
-		MaxConnections: f.maxConnections,
-		AllowStale:     f.allowStale,
-		Logger:         log.With(logger, "component", "consul"),
-	})
+	consulConf.Logger = log.With(logger, "component", "consul")
+	d, err := consul.New(consulConf)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
 		return 2
@@ -155,8 +130,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Registry: reg,
 		Ready:    a.Ready,
 		Targets:  a.Targets,
-		Provider: provider,
-		Version:  version.Info(),
+		ServiceOf: func(k adapter.Key) string {
+			if k.Provider != provider {
+				return ""
+			}
+			return consul.ServiceOf(k.Source)
+		},
+		Version: version.Info(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %v\n", name, oneLine(err))
@@ -225,67 +205,39 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
-// validate checks what kingpin cannot and builds the Consul client config.
-// Errors name the flag.
-func (f *flags) validate() (os.FileMode, api.Config, error) {
+// validate checks what kingpin cannot and builds the Consul discoverer's
+// config. Errors name the flag.
+func (f *flags) validate() (os.FileMode, consul.Config, error) {
 	mode, err := strconv.ParseUint(f.outputMode, 8, 32)
 	if err != nil || mode > 0o777 {
-		return 0, api.Config{}, fmt.Errorf("--output.mode: %q is not an octal permission such as 0644", f.outputMode)
+		return 0, consul.Config{}, fmt.Errorf("--output.mode: %q is not an octal permission such as 0644", f.outputMode)
 	}
 	if f.outputFile == "" {
-		return 0, api.Config{}, errors.New("--output.file: must not be empty")
+		return 0, consul.Config{}, errors.New("--output.file: must not be empty")
 	}
 	if fi, err := os.Stat(f.outputFile); err == nil && fi.IsDir() {
-		return 0, api.Config{}, fmt.Errorf("--output.file: %s is a directory", f.outputFile)
+		return 0, consul.Config{}, fmt.Errorf("--output.file: %s is a directory", f.outputFile)
 	}
 	if f.outputInterval <= 0 {
-		return 0, api.Config{}, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
-	}
-	if f.waitTime <= 0 || f.waitTime > 10*time.Minute {
-		return 0, api.Config{}, fmt.Errorf("--consul.wait-time: %s is not between 0 and 10m", f.waitTime)
-	}
-	if f.maxConnections < consul.MinConnections {
-		return 0, api.Config{}, fmt.Errorf("--consul.max-connections: %d is below the minimum of %d", f.maxConnections, consul.MinConnections)
-	}
-	if f.tagSeparator == "" {
-		return 0, api.Config{}, errors.New("--consul.tag-separator: must not be empty")
+		return 0, consul.Config{}, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
 	}
 	if len(f.listenAddresses) == 0 {
-		return 0, api.Config{}, errors.New("--web.listen-address: at least one address is needed")
+		return 0, consul.Config{}, errors.New("--web.listen-address: at least one address is needed")
 	}
 	for _, addr := range f.listenAddresses {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return 0, api.Config{}, fmt.Errorf("--web.listen-address: %w", err)
+			return 0, consul.Config{}, fmt.Errorf("--web.listen-address: %w", err)
 		}
 	}
 	if f.webConfigFile != "" {
 		if err := toolkit.Validate(f.webConfigFile); err != nil {
-			return 0, api.Config{}, fmt.Errorf("--web.config.file: %s: %w", f.webConfigFile, err)
+			return 0, consul.Config{}, fmt.Errorf("--web.config.file: %s: %w", f.webConfigFile, err)
 		}
 	}
-	if f.consulServer == "" {
-		return 0, api.Config{}, errors.New("--consul.server: must not be empty")
+	conf, err := f.consul.config()
+	if err != nil {
+		return 0, consul.Config{}, err
 	}
-	if scheme, _, ok := strings.Cut(f.consulServer, "://"); ok && scheme != "http" && scheme != "https" {
-		return 0, api.Config{}, fmt.Errorf("--consul.server: scheme %q is not http or https", scheme)
-	}
-
-	// The defaults read CONSUL_HTTP_TOKEN(_FILE), CONSUL_HTTP_SSL and the TLS
-	// variables the consul CLI reads.
-	conf := *api.DefaultConfig()
-	conf.Address = f.consulServer
-	conf.Datacenter = f.consulDC
-	if f.consulTokenFile != "" {
-		b, err := os.ReadFile(f.consulTokenFile)
-		if err != nil {
-			return 0, api.Config{}, fmt.Errorf("--consul.token-file: %w", err)
-		}
-		conf.Token = strings.TrimSpace(string(b))
-		if conf.Token == "" {
-			return 0, api.Config{}, fmt.Errorf("--consul.token-file: %s is empty", f.consulTokenFile)
-		}
-	}
-	conf.TokenFile = "" // read above; never read again behind our back
 	return os.FileMode(mode), conf, nil
 }
 

@@ -293,6 +293,20 @@ func TestBadFlags(t *testing.T) {
 		{"boolean with a value", []string{"--consul.allow-stale=false"}, "use --flag or --no-flag"},
 		{"listen address without port", []string{"--web.listen-address=localhost"}, "--web.listen-address: address localhost: missing port in address"},
 		{"malformed web config", []string{"--web.config.file=" + badWebConfig}, "--web.config.file: " + badWebConfig},
+		{"unknown health", []string{"--consul.health=critical"}, `--consul.health: "critical" is not one of any, warning, passing`},
+		{"node meta without =", []string{"--consul.node-meta=rack"}, `--consul.node-meta: "rack" is not key=value`},
+		{"bad exclude regexp", []string{"--consul.exclude-service=(db"}, `--consul.exclude-service: "(db": error parsing regexp`},
+		{"malformed filter", []string{"--consul.filter=Service.Port < 3"}, `--consul.filter: "Service.Port < 3" is not a Consul filter expression`},
+		{"malformed health filter", []string{"--consul.health-filter=Service.ID =="}, `--consul.health-filter: "Service.ID ==" is not a Consul filter expression`},
+		{"all and named datacenters", []string{"--consul.all-datacenters", "--consul.datacenter=dc1"}, "--consul.all-datacenters: cannot be combined with --consul.datacenter"},
+		{"bad datacenter", []string{"--consul.datacenter=dc/1"}, `--consul.datacenter: "dc/1" is not a datacenter name`},
+		{"bad scheme", []string{"--consul.scheme=ftp"}, `--consul.scheme: "ftp" is not http or https`},
+		{"relative path prefix", []string{"--consul.path-prefix=consul"}, `--consul.path-prefix: "consul" does not start with /`},
+		{"password without user", []string{"--consul.password-file=" + emptyToken}, "--consul.password-file: needs --consul.username"},
+		{"empty password file", []string{"--consul.username=prom", "--consul.password-file=" + emptyToken}, "--consul.password-file: " + emptyToken + " is empty"},
+		{"missing CA file", []string{"--consul.tls.ca-file=" + filepath.Join(dir, "nope.pem")}, "--consul.tls.ca-file: stat " + filepath.Join(dir, "nope.pem")},
+		{"certificate without key", []string{"--consul.tls.cert-file=" + existing}, "--consul.tls.cert-file: a client certificate needs --consul.tls.key-file"},
+		{"credentials in the address", []string{"--consul.server=https://prom:secret@127.0.0.1:8501"}, "--consul.server: must not carry credentials"},
 		{"missing web config", []string{"--web.config.file=" + filepath.Join(dir, "nope.yml")}, "--web.config.file: " + filepath.Join(dir, "nope.yml")},
 	}
 	for _, tc := range tests {
@@ -336,7 +350,7 @@ func TestACLTokenIsUsedAndNeverShown(t *testing.T) {
 	out := filepath.Join(dir, "denied.json")
 	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--log.level=debug",
 		"--consul.token-file="+tokenFile("unknown", unknown))
-	d.waitLog(t, 2, "Consul query failed", "403")
+	d.waitLog(t, 2, "Consul denied the query (403)", "endpoint=/v1/catalog/services")
 	require.Equal(t, 0, d.terminate(t))
 	require.NotContains(t, d.stderr.String(), unknown)
 	_, err := os.Stat(out)
