@@ -35,6 +35,14 @@ type Options struct {
 	// period is written at once, later changes at most once per Interval.
 	// 0 means DefaultInterval.
 	Interval time.Duration
+	// MaxRemoval is the largest share of the current targets (0 to 1) one
+	// update may remove at once. A larger removal is held back, the file and
+	// HTTP SD keeping the current set, until it has lasted for RemovalHold.
+	// 0 means DefaultMaxRemoval; 1 or more turns the guard off.
+	MaxRemoval float64
+	// RemovalHold is how long a large removal must last before it is
+	// applied; 0 means DefaultRemovalHold.
+	RemovalHold time.Duration
 }
 
 // Adapter runs discoverers and keeps a file_sd file in step with them.
@@ -44,6 +52,7 @@ type Adapter struct {
 	writer    *writer
 	logger    log.Logger
 	metrics   *metrics
+	guard     guard
 	ready     atomic.Bool
 	writes    atomic.Uint64
 	current   atomic.Pointer[Snapshot]
@@ -65,6 +74,12 @@ func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, 
 	if opts.Interval == 0 {
 		opts.Interval = DefaultInterval
 	}
+	if opts.MaxRemoval == 0 {
+		opts.MaxRemoval = DefaultMaxRemoval
+	}
+	if opts.RemovalHold == 0 {
+		opts.RemovalHold = DefaultRemovalHold
+	}
 	w, err := newWriter(path, opts.FileMode, log.With(opts.Logger, "component", "writer"))
 	if err != nil {
 		return nil, fmt.Errorf("prepare output: %w", err)
@@ -76,6 +91,7 @@ func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, 
 		writer:    w,
 		logger:    opts.Logger,
 		metrics:   newMetrics(m),
+		guard:     guard{maxRemoval: opts.MaxRemoval, hold: opts.RemovalHold},
 	}, nil
 }
 
@@ -92,7 +108,9 @@ func (a *Adapter) Writes() uint64 { return a.writes.Load() }
 func (a *Adapter) Targets() *Snapshot { return a.current.Load() }
 
 // Run discovers and writes until ctx is cancelled. A failed write is logged
-// and retried with backoff; the previous file stays in place meanwhile.
+// and retried with backoff; the previous file stays in place meanwhile. An
+// update that would remove too many targets at once is held back (see
+// Options.MaxRemoval).
 func (a *Adapter) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -102,15 +120,12 @@ func (a *Adapter) Run(ctx context.Context) error {
 	defer func() { <-done }()
 
 	var (
-		retry      *time.Timer
-		retryC     <-chan time.Time
+		retry      = newTimer()
+		hold       = newTimer()
 		retryDelay = minRetryDelay
 	)
-	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-	}()
+	defer retry.stop()
+	defer hold.stop()
 	for {
 		var (
 			wrote bool
@@ -120,25 +135,27 @@ func (a *Adapter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case set := <-a.manager.SyncCh():
-			var skipped int
-			wrote, skipped, err = a.writer.update(set)
+			snap, skipped := a.writer.prepare(set)
 			a.metrics.skipped.Add(float64(skipped))
-			if snap := a.writer.current; snap != a.current.Load() {
-				a.current.Store(snap)
-				a.metrics.targets.Set(float64(snap.Targets()))
-				a.metrics.groups.Set(float64(snap.Groups()))
-				a.metrics.fileBytes.Set(float64(len(snap.JSON())))
+			var ok bool
+			if ok, wrote, err = a.offer(snap, hold); !ok {
+				continue
 			}
-		case <-retryC:
-			retryC = nil
+		case <-hold.c:
+			hold.c = nil
+			var ok bool
+			if ok, wrote, err = a.offer(a.writer.latest, hold); !ok {
+				continue
+			}
+		case <-retry.c:
+			retry.c = nil
 			wrote, err = a.writer.flush()
 		}
 		if err != nil {
 			a.metrics.writes.WithLabelValues("failure").Inc()
 			level.Error(a.logger).Log("msg", "Cannot write the output file; keeping the previous one", "path", a.writer.path, "retry_in", retryDelay, "err", err)
-			if retryC == nil {
-				retry = time.NewTimer(retryDelay)
-				retryC = retry.C
+			if retry.c == nil {
+				retry.start(retryDelay)
 				retryDelay = min(2*retryDelay, maxRetryDelay)
 			}
 			continue
@@ -156,4 +173,69 @@ func (a *Adapter) Run(ctx context.Context) error {
 			level.Info(a.logger).Log("msg", "Output file is complete", "path", a.writer.path, "groups", len(a.writer.cache))
 		}
 	}
+}
+
+// offer puts the guard between a new complete set and the output. It
+// reports whether the set was committed, and if so the result of writing
+// it; a held set leaves the file, HTTP SD and readiness as they are.
+func (a *Adapter) offer(snap *Snapshot, hold *timer) (committed, wrote bool, err error) {
+	current := a.writer.baseline
+	if cur := a.current.Load(); cur != nil {
+		current = cur.Targets()
+	}
+	if snap == a.current.Load() {
+		// Nothing new; a write that failed is still pending.
+		wrote, err = a.writer.flush()
+		return true, wrote, err
+	}
+	v := a.guard.judge(current, snap.Targets(), time.Now())
+	if !v.apply {
+		if v.started {
+			a.metrics.guardHolds.Inc()
+			level.Error(a.logger).Log("msg", "Holding back an update that would remove most targets; keeping the current ones. Is the ACL token missing read rights, or was Consul emptied?",
+				"current_targets", current, "new_targets", snap.Targets(), "apply_in", v.wait)
+		}
+		a.metrics.guardHolding.Set(1)
+		a.metrics.guardRemoved.Set(float64(v.removed))
+		hold.start(v.wait)
+		return false, false, nil
+	}
+	if v.released {
+		hold.stop()
+		a.metrics.guardHolding.Set(0)
+		a.metrics.guardRemoved.Set(0)
+		if v.removed > 0 && float64(v.removed) > a.guard.maxRemoval*float64(current) {
+			level.Warn(a.logger).Log("msg", "Applying a large removal that has lasted for the hold time", "removed_targets", v.removed, "new_targets", snap.Targets())
+		} else {
+			level.Info(a.logger).Log("msg", "The held-back removal went away; the guard is released", "new_targets", snap.Targets())
+		}
+	}
+	a.current.Store(snap)
+	a.metrics.targets.Set(float64(snap.Targets()))
+	a.metrics.groups.Set(float64(snap.Groups()))
+	a.metrics.fileBytes.Set(float64(len(snap.JSON())))
+	wrote, err = a.writer.commit(snap)
+	return true, wrote, err
+}
+
+// timer is a stoppable one-shot timer whose channel is nil while it is not
+// running.
+type timer struct {
+	t *time.Timer
+	c <-chan time.Time
+}
+
+func newTimer() *timer { return &timer{} }
+
+func (t *timer) start(d time.Duration) {
+	t.stop()
+	t.t = time.NewTimer(d)
+	t.c = t.t.C
+}
+
+func (t *timer) stop() {
+	if t.t != nil {
+		t.t.Stop()
+	}
+	t.t, t.c = nil, nil
 }

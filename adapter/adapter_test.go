@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,76 @@ func TestAdapterWritesOnlyCompleteSetsAndRetriesFailedWrites(t *testing.T) {
 	require.Contains(t, string(b), "127.0.0.1:1")
 	require.Contains(t, string(b), "127.0.0.1:2")
 	require.EqualValues(t, 1, a.Writes())
+
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestAdapterHoldsBackAMassRemoval(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "out.json")
+	d := newChanDiscoverer()
+	a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, RemovalHold: time.Hour})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+
+	d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"), group("db", "127.0.0.1:9")}
+	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
+	good, err := os.ReadFile(path)
+	require.NoError(t, err)
+	kept := a.Targets()
+
+	// Four of five targets go: held back, in the file and in HTTP SD.
+	d.in <- []*Group{{Source: "web"}}
+	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardHolding) == 1 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 4.0, testutil.ToFloat64(a.metrics.guardRemoved))
+	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.guardHolds))
+	now, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, string(good), string(now))
+	require.Same(t, kept, a.Targets())
+
+	// One comes back: three of five still gone, still held.
+	d.in <- []*Group{group("web", "127.0.0.1:1")}
+	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardRemoved) == 3 }, 10*time.Second, time.Millisecond)
+	require.Same(t, kept, a.Targets())
+
+	// Two more come back, one new: two of five gone is within the share;
+	// the guard lets go.
+	d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:5")}
+	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardHolding) == 0 }, 10*time.Second, time.Millisecond)
+	require.Equal(t, 4, a.Targets().Targets())
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && strings.Contains(string(b), "127.0.0.1:5")
+	}, 10*time.Second, time.Millisecond, "the file follows")
+
+	cancel()
+	require.NoError(t, <-done)
+}
+
+func TestAdapterGuardsAFileFromAnEarlierRun(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "out.json")
+	old := `[{"targets":["127.0.0.1:1","127.0.0.1:2"],"labels":{}}]` + "\n"
+	require.NoError(t, os.WriteFile(path, []byte(old), 0o644))
+	d := newChanDiscoverer()
+	a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, RemovalHold: 50 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- a.Run(ctx) }()
+
+	// An empty first set is held against the file on disk, then applied
+	// once it has lasted for the hold time, with no new update needed.
+	d.in <- []*Group{}
+	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardHolds) == 1 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "[]\n", string(b))
 
 	cancel()
 	require.NoError(t, <-done)

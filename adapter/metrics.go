@@ -18,6 +18,10 @@ type metrics struct {
 	syncs      prometheus.CounterFunc
 	coalesced  prometheus.CounterFunc
 	collectors []prometheus.Collector
+
+	guardHolding prometheus.Gauge
+	guardHolds   prometheus.Counter
+	guardRemoved prometheus.Gauge
 }
 
 func newMetrics(m *Manager) *metrics {
@@ -63,10 +67,22 @@ func newMetrics(m *Manager) *metrics {
 			Help: "Updates merged into a later hand-out instead of causing one of their own.",
 		}, func() float64 { u, s := m.Stats(); return float64(u - min(u, s)) }),
 	}
+	x.guardHolding = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "custom_sd_removal_guard_holding",
+		Help: "1 while an update that would remove more than --output.max-removal of the targets is held back, else 0.",
+	})
+	x.guardHolds = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "custom_sd_removal_guard_holds_total",
+		Help: "Times an update was held back for removing too many targets at once.",
+	})
+	x.guardRemoved = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "custom_sd_removal_guard_held_targets",
+		Help: "Targets the held-back update would remove; 0 when nothing is held.",
+	})
 	for _, r := range []string{"success", "failure"} {
 		x.writes.WithLabelValues(r)
 	}
-	x.collectors = []prometheus.Collector{x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped, x.updates, x.syncs, x.coalesced}
+	x.collectors = []prometheus.Collector{x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped, x.updates, x.syncs, x.coalesced, x.guardHolding, x.guardHolds, x.guardRemoved}
 	return x
 }
 

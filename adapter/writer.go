@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,11 +23,13 @@ type writer struct {
 	logger log.Logger
 	ops    fileOps
 
-	cache   map[Key]*cachedGroup
-	keys    []Key  // keys of cache, sorted
-	written []byte // the file's content as last written, or as found at start
-	pending []byte // rendered content not yet on disk, or nil
-	current *Snapshot
+	cache    map[Key]*cachedGroup
+	keys     []Key     // keys of cache, sorted
+	written  []byte    // the file's content as last written, or as found at start
+	baseline int       // targets in the file found at start; -1 if none or unreadable
+	pending  []byte    // rendered content not yet on disk, or nil
+	latest   *Snapshot // the cache, rendered
+	current  *Snapshot // what the file holds or is about to
 }
 
 // cachedGroup is a group as last converted.
@@ -41,7 +44,7 @@ type cachedGroup struct {
 // removes temporary files a killed predecessor left next to it, and reads the
 // current content so that an unchanged file is not rewritten after a restart.
 func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error) {
-	w := &writer{path: path, mode: mode, logger: logger, ops: osFileOps, cache: map[Key]*cachedGroup{}}
+	w := &writer{path: path, mode: mode, logger: logger, ops: osFileOps, cache: map[Key]*cachedGroup{}, baseline: -1}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.IsDir():
@@ -50,6 +53,7 @@ func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error
 		if w.written, err = os.ReadFile(path); err != nil {
 			level.Warn(logger).Log("msg", "Cannot read the current output file; it will be replaced", "path", path, "err", err)
 		}
+		w.baseline = countTargets(w.written)
 	case !errors.Is(err, fs.ErrNotExist):
 		level.Warn(logger).Log("msg", "Cannot stat the output file", "path", path, "err", err)
 	}
@@ -68,13 +72,30 @@ func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error
 // because Prometheus would reject them. After an error the new content stays
 // pending and flush retries it.
 func (w *writer) update(set map[Key]*Group) (wrote bool, skipped int, err error) {
-	changed, skipped := w.apply(set)
-	if changed || w.current == nil {
-		w.current = w.snapshot()
-		w.pending = w.current.data
-	}
-	wrote, err = w.flush()
+	snap, skipped := w.prepare(set)
+	wrote, err = w.commit(snap)
 	return wrote, skipped, err
+}
+
+// prepare converts a full set of groups and returns it rendered: a new
+// Snapshot if anything changed, else the previous one. It reports how many
+// targets were left out because Prometheus would reject them. Nothing is
+// written.
+func (w *writer) prepare(set map[Key]*Group) (*Snapshot, int) {
+	changed, skipped := w.apply(set)
+	if changed || w.latest == nil {
+		w.latest = w.snapshot()
+	}
+	return w.latest, skipped
+}
+
+// commit makes snap the file's content and writes it if it differs from
+// what is on disk.
+func (w *writer) commit(snap *Snapshot) (bool, error) {
+	if snap != w.current {
+		w.current, w.pending = snap, snap.data
+	}
+	return w.flush()
 }
 
 // flush writes pending content, if any.
@@ -139,6 +160,22 @@ func (w *writer) apply(set map[Key]*Group) (changed bool, skipped int) {
 		slices.SortFunc(w.keys, compareKeys)
 	}
 	return changed, skipped
+}
+
+// countTargets counts the targets in file_sd content, or returns -1 if it
+// does not parse.
+func countTargets(data []byte) int {
+	var entries []struct {
+		Targets []string `json:"targets"`
+	}
+	if json.Unmarshal(data, &entries) != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range entries {
+		n += len(e.Targets)
+	}
+	return n
 }
 
 // snapshot captures the cache as a Snapshot and renders it.

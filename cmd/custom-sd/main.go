@@ -56,6 +56,8 @@ type flags struct {
 	outputFile      string
 	outputMode      string
 	outputInterval  time.Duration
+	maxRemoval      float64
+	removalHold     time.Duration
 	logLevel        string
 	logFormat       string
 	listenAddresses []string
@@ -72,6 +74,10 @@ func newApp(f *flags) *kingpin.Application {
 	app.Flag("output.mode", "Permission bits of the output file, in octal.").Default("0644").StringVar(&f.outputMode)
 	durationFlag(app, "output.interval", "Coalescing window: a change after a quiet period is written at once, later ones at most once per interval.",
 		adapter.DefaultInterval, &f.outputInterval)
+	ratioFlag(app, "output.max-removal", "Largest share of the targets one update may remove at once; a larger removal is held back for --output.removal-hold (an empty catalog from a token without rights, or a Consul rebuilt empty). 1 turns the guard off.",
+		adapter.DefaultMaxRemoval, &f.maxRemoval)
+	durationFlag(app, "output.removal-hold", "How long a large removal must last before it is applied.",
+		adapter.DefaultRemovalHold, &f.removalHold)
 	app.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready and the HTTP SD endpoint /targets. Repeatable.").
 		Default(DefaultListenAddress).StringsVar(&f.listenAddresses)
 	app.Flag("web.config.file", "Prometheus web configuration file that enables TLS or basic auth on the HTTP side (exporter-toolkit format).").
@@ -110,9 +116,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	a, err := adapter.New(f.outputFile, map[string]adapter.Discoverer{provider: d}, adapter.Options{
-		Logger:   logger,
-		FileMode: mode,
-		Interval: f.outputInterval,
+		Logger:      logger,
+		FileMode:    mode,
+		Interval:    f.outputInterval,
+		MaxRemoval:  f.maxRemoval,
+		RemovalHold: f.removalHold,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: --output.file: %v\n", name, oneLine(err))
@@ -220,6 +228,9 @@ func (f *flags) validate() (os.FileMode, consul.Config, error) {
 	}
 	if f.outputInterval <= 0 {
 		return 0, consul.Config{}, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
+	}
+	if f.removalHold <= 0 {
+		return 0, consul.Config{}, fmt.Errorf("--output.removal-hold: %s is not positive", f.removalHold)
 	}
 	if len(f.listenAddresses) == 0 {
 		return 0, consul.Config{}, errors.New("--web.listen-address: at least one address is needed")

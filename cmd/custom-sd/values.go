@@ -46,6 +46,22 @@ func (v intValue) Set(s string) error {
 
 func (v intValue) String() string { return strconv.Itoa(*v.dst) }
 
+type ratioValue struct {
+	flag string
+	dst  *float64
+}
+
+func (v ratioValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(f > 0 && f <= 1) {
+		return fmt.Errorf("--%s: %q is not a share between 0 and 1, such as 0.5", v.flag, s)
+	}
+	*v.dst = f
+	return nil
+}
+
+func (v ratioValue) String() string { return strconv.FormatFloat(*v.dst, 'g', -1, 64) }
+
 type enumValue struct {
 	flag    string
 	allowed []string
@@ -68,6 +84,10 @@ func durationFlag(app *kingpin.Application, name, help string, def time.Duration
 
 func intFlag(app *kingpin.Application, name, help string, def int, dst *int) {
 	app.Flag(name, help).Default(strconv.Itoa(def)).SetValue(intValue{name, dst})
+}
+
+func ratioFlag(app *kingpin.Application, name, help string, def float64, dst *float64) {
+	app.Flag(name, help).Default(strconv.FormatFloat(def, 'g', -1, 64)).SetValue(ratioValue{name, dst})
 }
 
 func enumFlag(app *kingpin.Application, name, help, def string, dst *string, allowed ...string) {

@@ -148,7 +148,7 @@ func TestHTTPSideFollowsTheFile(t *testing.T) {
 	for _, line := range strings.Split(metrics, "\n") {
 		if name, ok := strings.CutPrefix(line, "# TYPE custom_sd_"); ok {
 			name = "custom_sd_" + strings.Fields(name)[0]
-			require.Contains(t, string(readme), "`"+name, "README documents %s", name)
+			require.True(t, strings.Contains(string(readme), "`"+name), "README.md does not document %s", name)
 		}
 	}
 

@@ -30,11 +30,13 @@ func ServiceOf(source string) string {
 	return source[strings.LastIndexByte(source, '/')+1:]
 }
 
-// dcMsg is a send of one datacenter's watch.
+// dcMsg is a send of one datacenter's watch, or with reset its request to
+// be started over.
 type dcMsg struct {
 	dc     string
 	gen    uint64
 	groups []*adapter.Group
+	reset  bool
 }
 
 // dcState is what the coordinator knows of one datacenter.
@@ -167,38 +169,55 @@ func (c *coordinator) restartAll() {
 	for _, st := range c.dcs {
 		c.stop(st)
 	}
-	for dc, st := range c.dcs {
-		c.gen++
-		st.gen, st.complete = c.gen, false
-		ctx, cancel := context.WithCancel(c.ctx)
-		st.cancel, st.done = cancel, make(chan struct{})
-		prefix := ""
-		if c.multi {
-			prefix = dc + "/"
+	for dc := range c.dcs {
+		c.start(dc)
+	}
+}
+
+// start starts a new watch of dc, whose complete set will replace what the
+// datacenter had.
+func (c *coordinator) start(dc string) {
+	st := c.dcs[dc]
+	c.gen++
+	st.gen, st.complete = c.gen, false
+	ctx, cancel := context.WithCancel(c.ctx)
+	st.cancel, st.done = cancel, make(chan struct{})
+	prefix := ""
+	if c.multi {
+		prefix = dc + "/"
+	}
+	gen := st.gen
+	deliver := func(m dcMsg) bool {
+		select {
+		case c.msgs <- m:
+			return true
+		case <-ctx.Done():
+			return false
 		}
-		gen := st.gen
-		up := make(chan []*adapter.Group)
-		var wg sync.WaitGroup
-		wg.Go(func() { c.d.runDC(ctx, dc, prefix, up) })
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
+	}
+	up := make(chan []*adapter.Group)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if c.d.runDC(ctx, dc, prefix, up) {
+			deliver(dcMsg{dc: dc, gen: gen, reset: true})
+		}
+	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case groups := <-up:
+				if !deliver(dcMsg{dc: dc, gen: gen, groups: groups}) {
 					return
-				case groups := <-up:
-					select {
-					case c.msgs <- dcMsg{dc: dc, gen: gen, groups: groups}:
-					case <-ctx.Done():
-						return
-					}
 				}
 			}
-		})
-		go func(done chan struct{}) {
-			wg.Wait()
-			close(done)
-		}(st.done)
-	}
+		}
+	})
+	go func(done chan struct{}) {
+		wg.Wait()
+		close(done)
+	}(st.done)
 }
 
 // stop stops a datacenter's watch and waits for it.
@@ -221,6 +240,11 @@ func (c *coordinator) receive(m dcMsg) {
 	st := c.dcs[m.dc]
 	if st == nil || st.gen != m.gen {
 		return // from a watch that was stopped
+	}
+	if m.reset {
+		c.stop(st)
+		c.start(m.dc)
+		return
 	}
 	groups := m.groups
 	if !st.complete {

@@ -292,10 +292,13 @@ type run struct {
 }
 
 // runDC watches one datacenter ("" for the agent's own) with its share of
-// the connection budget (see run.streams). Its first send on up is
+// the connection budget (see run.streams). It returns when ctx is cancelled,
+// or with reset true when Consul's index went backwards: Consul lost or
+// restored its state, and the datacenter must be read again from scratch
+// before anything more is sent. Its first send on up is
 // the datacenter's complete set; later sends carry the groups that changed.
 // Group sources are prefix + the service name.
-func (d *Discoverer) runDC(ctx context.Context, dc, prefix string, up chan<- []*adapter.Group) {
+func (d *Discoverer) runDC(ctx context.Context, dc, prefix string, up chan<- []*adapter.Group) (reset bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	logger := d.logger
 	if dc != "" {
@@ -332,13 +335,14 @@ func (d *Discoverer) runDC(ctx context.Context, dc, prefix string, up chan<- []*
 		}
 		select {
 		case <-ctx.Done():
-			r.leaveSweepMode()
-			for _, s := range r.services {
-				r.release(s)
-			}
-			r.d.watched.Add(int64(-r.counted))
-			return
+			r.stop()
+			return false
 		case cu := <-r.catalogCh:
+			if cu.index < r.catalogIndex {
+				level.Warn(r.logger).Log("msg", "Consul's index went backwards; reading everything again before sending anything", "old", r.catalogIndex, "new", cu.index)
+				r.stop()
+				return true
+			}
 			r.reconcile(cu)
 		case res := <-r.resultCh:
 			r.apply(res)
@@ -352,24 +356,19 @@ func (d *Discoverer) runDC(ctx context.Context, dc, prefix string, up chan<- []*
 	}
 }
 
+// stop ends the watch's long polls and sweep mode.
+func (r *run) stop() {
+	r.leaveSweepMode()
+	for _, s := range r.services {
+		r.release(s)
+	}
+	r.d.watched.Add(int64(-r.counted))
+	r.counted = 0
+}
+
 // reconcile follows a new service list: new services are watched, removed
 // ones are deleted from the output, and the watching mode follows the count.
-// When the list's index went backwards, Consul lost or restored its state:
-// every service's own long poll waits for an index that may now be far off,
-// so each starts over with a fresh read.
 func (r *run) reconcile(cu catalogUpdate) {
-	if cu.index < r.catalogIndex {
-		level.Warn(r.logger).Log("msg", "Consul's index went backwards; re-reading every service", "old", r.catalogIndex, "new", cu.index)
-		for _, s := range r.services {
-			r.release(s)
-			s.index = 0
-			r.nextGen++
-			s.gen = r.nextGen // results from before the reset are dropped
-		}
-		if r.sw != nil {
-			r.sw.covered, r.sw.pending = 0, 0
-		}
-	}
 	r.catalogIndex = cu.index
 	r.listed = true
 	for name, tags := range cu.names {

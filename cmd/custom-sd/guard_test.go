@@ -1,0 +1,122 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custom-sd/custom-sd/internal/testconsul"
+)
+
+// addresses returns the targets in the output file by service ID.
+func addresses(t *testing.T, path string) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for id, e := range readTargets(t, path) {
+		out[id] = e.Targets
+	}
+	return out
+}
+
+// populate registers three services on srv.
+func populate(t *testing.T, srv *testconsul.Server) {
+	t.Helper()
+	for _, in := range []testconsul.Instance{
+		{Service: "web", ID: "web-1", Port: 8080},
+		{Service: "web", ID: "web-2", Port: 8081},
+		{Service: "db", ID: "db-1", Port: 5432},
+	} {
+		srv.Register(t, in)
+	}
+}
+
+// TestGuardHoldsAnEmptyCatalogFromATokenWithoutRights: under default-deny
+// ACLs, custom-sd started without a token sees an empty catalog (200, not
+// 403). The file a previous run wrote stays, and the hold is visible in
+// the log, in /metrics and in readiness.
+func TestGuardHoldsAnEmptyCatalogFromATokenWithoutRights(t *testing.T) {
+	t.Parallel()
+	const management = "7a2c4e6f-8b0d-4f1a-9c3e-5d7f9b1a3c5e"
+	srv := testconsul.Start(t, testconsul.WithACLs(management))
+	populate(t, srv)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(management), 0o600))
+	out := filepath.Join(dir, "custom_sd.json")
+
+	first := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--consul.token-file="+tokenFile)
+	first.waitLog(t, 1, "Output file is complete")
+	require.Equal(t, 0, first.terminate(t))
+	good, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Len(t, readTargets(t, out), 4, "consul, web-1, web-2, db-1")
+
+	// No token: Consul answers 200 with nothing in it.
+	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--output.removal-hold=1h")
+	d.waitLog(t, 1, "Holding back an update that would remove most targets", "current_targets=4", "new_targets=0")
+	now, err := os.ReadFile(out)
+	require.NoError(t, err)
+	require.Equal(t, string(good), string(now), "the file is kept byte for byte")
+	require.Equal(t, 1.0, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	require.Equal(t, 4.0, d.metric(t, "custom_sd_removal_guard_held_targets", nil))
+	code, _, _ := d.get(t, http.MethodGet, "/-/ready")
+	require.Equal(t, http.StatusServiceUnavailable, code, "not ready while the only set is held")
+	code, _, _ = d.get(t, http.MethodGet, "/targets")
+	require.Equal(t, http.StatusServiceUnavailable, code, "HTTP SD does not hand out the empty set either")
+	require.Equal(t, 0, d.terminate(t))
+}
+
+// TestGuardHoldsAFreshConsulReplacingAPopulatedOne: the agent is replaced
+// by a fresh, empty one on the same address (a rebuild from an empty
+// snapshot looks the same). The old targets stay.
+func TestGuardHoldsAFreshConsulReplacingAPopulatedOne(t *testing.T) {
+	t.Parallel()
+	old := testconsul.Start(t)
+	populate(t, old)
+	out := filepath.Join(t.TempDir(), "custom_sd.json")
+	d := startDaemon(t, "--consul.server="+old.HTTPAddr, "--output.file="+out, "--output.removal-hold=1h")
+	d.waitLog(t, 1, "Output file is complete")
+
+	port := old.Config.Ports.HTTP
+	good := addresses(t, out)
+	old.Halt(t)
+	fresh := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	d.waitLog(t, 1, "Consul's index went backwards; reading everything again")
+	d.waitLog(t, 1, "Holding back an update that would remove most targets", "current_targets=4", "new_targets=1")
+	require.Equal(t, good, addresses(t, out), "the old targets stay")
+	require.Equal(t, 1.0, d.metric(t, "custom_sd_removal_guard_holds_total", nil))
+
+	// The services are registered again: the guard lets go and the file
+	// follows the new truth.
+	populate(t, fresh)
+	fresh.Register(t, testconsul.Instance{Service: "other", ID: "other-1", Port: 7000})
+	d.waitLog(t, 1, "The held-back removal went away")
+	testconsul.Eventually(t, hasTarget(out, "other-1"))
+	require.Len(t, readTargets(t, out), 5)
+	require.Zero(t, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	require.Equal(t, 0, d.terminate(t))
+}
+
+// TestGuardAppliesAGenuineScaleDownAfterTheHold: three of four targets go
+// away for good; after the hold time the file follows.
+func TestGuardAppliesAGenuineScaleDownAfterTheHold(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	populate(t, srv)
+	out := filepath.Join(t.TempDir(), "custom_sd.json")
+	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--output.removal-hold=2s")
+	d.waitLog(t, 1, "Output file is complete")
+
+	srv.Deregister(t, "", "web-1")
+	srv.Deregister(t, "", "web-2")
+	srv.Deregister(t, "", "db-1")
+	d.waitLog(t, 1, "Holding back an update that would remove most targets")
+	d.waitLog(t, 1, "Applying a large removal that has lasted for the hold time", "removed_targets=3")
+	testconsul.Eventually(t, func() bool { return len(readTargets(t, out)) == 1 }, "only consul is left")
+	require.Zero(t, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	require.Equal(t, 0, d.terminate(t))
+}
