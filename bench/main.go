@@ -68,8 +68,18 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", time.Minute, "idle period to count requests over (0 to skip)")
 	flag.DurationVar(&cfg.spacing, "spacing", 700*time.Millisecond, "pause between single changes (above custom-sd's --output.interval)")
 	flag.StringVar(&extra, "args", "", "extra custom-sd flags, space separated")
+	soak := flag.Duration("soak", 0, "instead of the scenarios: churn steadily for this long and sample custom-sd's memory and goroutines")
+	soakEvery := flag.Duration("soak-sample", time.Minute, "sampling interval of -soak")
 	flag.Parse()
 	cfg.extra = strings.Fields(extra)
+
+	if *soak > 0 {
+		if err := runSoak(cfg, *soak, *soakEvery); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: soak:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	res, err := runScenario(cfg)
 	if err != nil {
