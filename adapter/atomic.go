@@ -10,12 +10,14 @@ import (
 
 // fileOps holds the file system calls whose failure the tests inject.
 type fileOps struct {
+	create  func(dir, pattern string) (*os.File, error)
 	sync    func(*os.File) error
 	rename  func(oldpath, newpath string) error
 	syncDir func(dir string) error
 }
 
 var osFileOps = fileOps{
+	create:  os.CreateTemp,
 	sync:    (*os.File).Sync,
 	rename:  os.Rename,
 	syncDir: syncDir,
@@ -33,7 +35,7 @@ func tempPattern(path string) string {
 // directory. The temporary file is removed on any failure.
 func writeAtomic(ops fileOps, path string, data []byte, mode os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, tempPattern(path))
+	f, err := ops.create(dir, tempPattern(path))
 	if err != nil {
 		return fmt.Errorf("create temporary file in %s: %w", dir, err)
 	}

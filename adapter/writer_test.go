@@ -91,6 +91,10 @@ func TestWriterFailureKeepsOldFile(t *testing.T) {
 		// newContent reports whether the new content is in place despite the error.
 		newContent bool
 	}{
+		{"read-only directory", func(o fileOps) fileOps {
+			o.create = func(string, string) (*os.File, error) { return nil, syscall.EROFS }
+			return o
+		}, false},
 		{"sync fails", func(o fileOps) fileOps { o.sync = func(*os.File) error { return boom }; return o }, false},
 		{"rename fails", func(o fileOps) fileOps { o.rename = func(string, string) error { return boom }; return o }, false},
 		{"disk full", func(o fileOps) fileOps { o.sync = func(*os.File) error { return syscall.ENOSPC }; return o }, false},
