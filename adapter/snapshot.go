@@ -8,6 +8,7 @@ type Snapshot struct {
 	chunks  [][]byte // chunks[i] holds the entries of keys[i], possibly none
 	data    []byte   // the whole set, rendered
 	targets int
+	parts   []*Snapshot // for a merge of shards: the shards' snapshots
 }
 
 // JSON returns the whole set: a JSON array with one entry per line, groups

@@ -57,6 +57,8 @@ type flags struct {
 	outputMode      string
 	outputInterval  time.Duration
 	maxRemoval      float64
+	shards          int
+	shard           int
 	removalHold     time.Duration
 	logLevel        string
 	logFormat       string
@@ -78,6 +80,10 @@ func newApp(f *flags) *kingpin.Application {
 		adapter.DefaultMaxRemoval, &f.maxRemoval)
 	durationFlag(app, "output.removal-hold", "How long a large removal must last before it is applied.",
 		adapter.DefaultRemovalHold, &f.removalHold)
+	intFlag(app, "output.shards", "Split the targets by address into this many files, custom_sd.0.json, custom_sd.1.json..., matching Prometheus's hashmod relabelling on __address__.",
+		1, &f.shards)
+	intFlag(app, "output.shard", "With --output.shards, write only this shard (0 to shards-1), to --output.file as named; -1 writes every shard.",
+		-1, &f.shard)
 	app.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready and the HTTP SD endpoint /targets. Repeatable.").
 		Default(DefaultListenAddress).StringsVar(&f.listenAddresses)
 	app.Flag("web.config.file", "Prometheus web configuration file that enables TLS or basic auth on the HTTP side (exporter-toolkit format).").
@@ -121,6 +127,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Interval:    f.outputInterval,
 		MaxRemoval:  f.maxRemoval,
 		RemovalHold: f.removalHold,
+		Shards:      f.shards,
+		OneShard:    f.shard >= 0,
+		Shard:       f.shard,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: --output.file: %v\n", name, oneLine(err))
@@ -228,6 +237,12 @@ func (f *flags) validate() (os.FileMode, consul.Config, error) {
 	}
 	if f.outputInterval <= 0 {
 		return 0, consul.Config{}, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
+	}
+	if f.shards < 1 {
+		return 0, consul.Config{}, fmt.Errorf("--output.shards: %d is not at least 1", f.shards)
+	}
+	if f.shard < -1 || f.shard >= f.shards || f.shard >= 0 && f.shards == 1 {
+		return 0, consul.Config{}, fmt.Errorf("--output.shard: %d is not -1 or a shard from 0 to %d (set --output.shards)", f.shard, f.shards-1)
 	}
 	if f.removalHold <= 0 {
 		return 0, consul.Config{}, fmt.Errorf("--output.removal-hold: %s is not positive", f.removalHold)
