@@ -36,13 +36,15 @@ func freePort() (int, error) {
 
 // agent is a Consul dev agent with default limits, on loopback.
 type agent struct {
-	cmd    *exec.Cmd
-	addr   string
-	client *api.Client
+	cmd       *exec.Cmd
+	addr      string
+	httpsAddr string // with HTTPS: its address, and the CA that signed it
+	ca        string
+	client    *api.Client
 }
 
-func startAgent(consulBin, dir string) (*agent, error) {
-	ports := make([]int, 4)
+func startAgent(consulBin, dir string, https bool) (*agent, error) {
+	ports := make([]int, 5)
 	for i := range ports {
 		p, err := freePort()
 		if err != nil {
@@ -54,15 +56,32 @@ func startAgent(consulBin, dir string) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(consulBin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+	args := []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]),
 		"-serf-wan-port", strconv.Itoa(ports[2]), "-server-port", strconv.Itoa(ports[3]),
-		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1", "-log-level", "warn")
+		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1", "-log-level", "warn"}
+	var ca string
+	if https {
+		var cert, key string
+		if ca, cert, key, err = makeCerts(dir); err != nil {
+			return nil, err
+		}
+		conf := fmt.Sprintf(`{"ports": {"https": %d}, "tls": {"defaults": {"ca_file": %q, "cert_file": %q, "key_file": %q}}}`, ports[4], ca, cert, key)
+		confPath := filepath.Join(dir, "tls.json")
+		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-config-file", confPath)
+	}
+	cmd := exec.Command(consulBin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start consul: %w", err)
 	}
 	a := &agent{cmd: cmd, addr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+	if https {
+		a.httpsAddr, a.ca = fmt.Sprintf("127.0.0.1:%d", ports[4]), ca
+	}
 	a.client, err = api.NewClient(&api.Config{Address: a.addr})
 	if err != nil {
 		return nil, err
@@ -210,6 +229,7 @@ func (b *countingBody) Read(p []byte) (int, error) {
 type daemon struct {
 	cmd   *exec.Cmd
 	start time.Time
+	web   string // base URL of its HTTP side
 }
 
 func startDaemon(bin, consulAddr, out, logPath string, extra ...string) (*daemon, error) {
@@ -217,10 +237,14 @@ func startDaemon(bin, consulAddr, out, logPath string, extra ...string) (*daemon
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--consul.server=" + consulAddr, "--output.file=" + out}, extra...)
+	web, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--consul.server=" + consulAddr, "--output.file=" + out, fmt.Sprintf("--web.listen-address=127.0.0.1:%d", web)}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	d := &daemon{cmd: cmd, start: time.Now()}
+	d := &daemon{cmd: cmd, start: time.Now(), web: fmt.Sprintf("http://127.0.0.1:%d", web)}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start custom-sd: %w", err)
 	}

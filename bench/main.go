@@ -34,6 +34,7 @@ type config struct {
 	burst            int
 	idle             time.Duration
 	spacing          time.Duration
+	https            bool
 	extra            []string
 }
 
@@ -51,6 +52,7 @@ type result struct {
 	requests      int64
 	limited       int64
 	peakConns     int64
+	directConns   float64 // most connections custom-sd reported in the first run
 	peakRSS       int64
 	cpu           time.Duration
 	fileSize      int64
@@ -68,6 +70,7 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", time.Minute, "idle period to count requests over (0 to skip)")
 	flag.DurationVar(&cfg.spacing, "spacing", 700*time.Millisecond, "pause between single changes (above custom-sd's --output.interval)")
 	flag.StringVar(&extra, "args", "", "extra custom-sd flags, space separated")
+	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped")
 	soak := flag.Duration("soak", 0, "instead of the scenarios: churn steadily for this long and sample custom-sd's memory and goroutines")
 	soakEvery := flag.Duration("soak-sample", time.Minute, "sampling interval of -soak")
 	flag.Parse()
@@ -101,7 +104,7 @@ func runScenario(cfg config) (*result, error) {
 		fmt.Fprintln(os.Stderr, "keeping", dir)
 	}
 
-	a, err := startAgent(cfg.consul, dir)
+	a, err := startAgent(cfg.consul, dir, cfg.https)
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +119,17 @@ func runScenario(cfg config) (*result, error) {
 	defer cancel()
 
 	// Phase 1, custom-sd talking to Consul directly: speed.
-	run, err := startRun(ctx, cfg, dir, "direct", a.addr)
+	direct := cfg
+	addr := a.addr
+	if cfg.https {
+		addr = "https://" + a.httpsAddr
+		direct.extra = append(slices.Clone(cfg.extra), "--consul.tls.ca-file="+a.ca)
+	}
+	run, err := startRun(ctx, direct, dir, "direct", addr)
 	if err != nil {
 		return nil, err
 	}
+	stopConns := watchConns(run.d, &res.directConns)
 	res.firstFile, res.targets = run.firstFile, run.targets
 	time.Sleep(2 * time.Second) // past the start-up reads
 	if err := measureLatency(ctx, cfg, a, run.w, run.out, res); err != nil {
@@ -136,7 +146,11 @@ func runScenario(cfg config) (*result, error) {
 	if fi, err := os.Stat(run.out); err == nil {
 		res.fileSize = fi.Size()
 	}
+	stopConns()
 	run.d.stop()
+	if cfg.https {
+		return res, nil
+	}
 
 	// Phase 2, behind a counting proxy: what Consul sees, from start-up
 	// through a burst to an idle period.
@@ -338,6 +352,29 @@ func measureBurst(ctx context.Context, cfg config, a *agent, w *fileWatch, out s
 	return writes, converge, nil
 }
 
+// watchConns samples custom-sd's count of connections to Consul every
+// 50ms into *peak until the returned func is called.
+func watchConns(d *daemon, peak *float64) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if m, err := scrape(d.web + "/metrics"); err == nil {
+					*peak = max(*peak, m["custom_sd_consul_connections"])
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
 func pct(ds []time.Duration, p float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
@@ -351,9 +388,17 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 
 func report(f *os.File, r *result) {
 	c := r.cfg
-	fmt.Fprintf(f, "### %d services × %d instances (%d targets)\n\n", c.services, c.instances, r.targets)
+	proto := "HTTP"
+	if c.https {
+		proto = "HTTPS"
+	}
+	fmt.Fprintf(f, "### %d services × %d instances (%d targets), %s\n\n", c.services, c.instances, r.targets, proto)
 	fmt.Fprintf(f, "custom-sd flags: `%s`; machine: %d cores, %s\n\n", strings.Join(append([]string{"(defaults)"}, c.extra...), " "), runtime.NumCPU(), runtime.Version())
-	fmt.Fprintln(f, "Speed is measured with custom-sd talking to Consul directly; requests, bytes and connections in a second run behind a counting proxy.")
+	if c.https {
+		fmt.Fprintln(f, "Measured with custom-sd talking to Consul directly over HTTPS (HTTP/2); the counting-proxy run is plain HTTP only, so it is skipped.")
+	} else {
+		fmt.Fprintln(f, "Speed is measured with custom-sd talking to Consul directly; requests, bytes and connections in a second run behind a counting proxy.")
+	}
 	fmt.Fprintln(f)
 	fmt.Fprintln(f, "| measure | value |")
 	fmt.Fprintln(f, "|---|---|")
@@ -369,8 +414,11 @@ func report(f *os.File, r *result) {
 	if c.idle > 0 {
 		fmt.Fprintf(f, "| idle %s: Consul requests / bytes / file writes | %d / %d / %d |\n", c.idle, r.idleRequests, r.idleBytes, r.idleWrites)
 	}
-	fmt.Fprintf(f, "| second run (start-up, burst, idle): Consul requests / 429 answers | %d / %d |\n", r.requests, r.limited)
-	fmt.Fprintf(f, "| second run: most connections to Consul at once | %d |\n", r.peakConns)
+	fmt.Fprintf(f, "| first run: most connections to Consul at once (custom-sd's own count) | %.0f |\n", r.directConns)
+	if !c.https {
+		fmt.Fprintf(f, "| second run (start-up, burst, idle): Consul requests / 429 answers | %d / %d |\n", r.requests, r.limited)
+		fmt.Fprintf(f, "| second run: most connections to Consul at once | %d |\n", r.peakConns)
+	}
 	fmt.Fprintf(f, "| first run: custom-sd peak RSS / CPU time | %.1f MiB / %.2f s |\n", float64(r.peakRSS)/(1<<20), r.cpu.Seconds())
 	fmt.Fprintf(f, "| output file size | %d bytes |\n\n", r.fileSize)
 }

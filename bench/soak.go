@@ -37,7 +37,7 @@ func runSoak(cfg config, d, interval time.Duration) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	a, err := startAgent(cfg.consul, dir)
+	a, err := startAgent(cfg.consul, dir, false)
 	if err != nil {
 		return err
 	}
