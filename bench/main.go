@@ -411,7 +411,7 @@ func report(f *os.File, r *result) {
 		fmt.Fprintf(f, "| burst of %d health flips in 1 s: file writes | %d |\n", c.burst, r.burstWrites)
 		fmt.Fprintf(f, "| burst: last change → file shows final state | %s |\n", ms(r.burstConverge))
 	}
-	if c.idle > 0 {
+	if c.idle > 0 && !c.https {
 		fmt.Fprintf(f, "| idle %s: Consul requests / bytes / file writes | %d / %d / %d |\n", c.idle, r.idleRequests, r.idleBytes, r.idleWrites)
 	}
 	fmt.Fprintf(f, "| first run: most connections to Consul at once (custom-sd's own count) | %.0f |\n", r.directConns)
