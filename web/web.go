@@ -32,9 +32,9 @@ type Options struct {
 	Ready func() bool
 	// Targets returns the latest complete set, or nil before there is one.
 	Targets func() *adapter.Snapshot
-	// Provider is the name the discoverer runs under in the adapter, used to
-	// match ?service= against the groups' sources.
-	Provider string
+	// ServiceOf names the service a group belongs to, or "" if none, for
+	// ?service=. Nil means the group's Source.
+	ServiceOf func(adapter.Key) string
 	// Version is shown on the landing page.
 	Version string
 }
@@ -110,7 +110,11 @@ func targetsHandler(o Options) http.HandlerFunc {
 			for _, s := range services {
 				want[s] = true
 			}
-			body = snap.Filter(func(k adapter.Key) bool { return k.Provider == o.Provider && want[k.Source] })
+			serviceOf := o.ServiceOf
+			if serviceOf == nil {
+				serviceOf = func(k adapter.Key) string { return k.Source }
+			}
+			body = snap.Filter(func(k adapter.Key) bool { return want[serviceOf(k)] })
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))

@@ -57,7 +57,7 @@ func startAdapter(t *testing.T) (*adapter.Adapter, *gate, http.Handler, *prometh
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(a)
-	h, err := NewHandler(Options{Registry: reg, Ready: a.Ready, Targets: a.Targets, Provider: "consul", Version: "test"})
+	h, err := NewHandler(Options{Registry: reg, Ready: a.Ready, Targets: a.Targets, Version: "test"})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(t.Context())
