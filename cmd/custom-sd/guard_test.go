@@ -87,7 +87,12 @@ func TestGuardHoldsAFreshConsulReplacingAPopulatedOne(t *testing.T) {
 	fresh := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
 	d.waitLog(t, 1, "Consul's index went backwards; reading everything again")
 	d.waitLog(t, 1, "Holding back an update that would remove most targets", "current_targets=4", "new_targets=1")
-	require.Equal(t, good, addresses(t, out), "the old targets stay")
+	// The old services stay. (Consul's own entry may already show the new
+	// agent: its change, read before the reset was seen, removed nothing.)
+	now := addresses(t, out)
+	delete(good, "consul")
+	delete(now, "consul")
+	require.Equal(t, good, now, "the old targets stay")
 	require.Equal(t, 1.0, d.metric(t, "custom_sd_removal_guard_holds_total", nil))
 
 	// The services are registered again: the guard lets go and the file
