@@ -9,6 +9,10 @@ PROMETHEUS_VERSION = v0.316.0
 PROMETHEUS_DIR ?= $(CACHE_DIR)/prometheus-$(PROMETHEUS_VERSION)
 PROMETHEUS     ?= $(PROMETHEUS_DIR)/prometheus
 PROMTOOL       ?= $(PROMETHEUS_DIR)/promtool
+# What make compare measures custom-sd against.
+EXAMPLE_SD      ?= $(PROMETHEUS_DIR)/custom-sd-example
+CONSUL_TEMPLATE_VERSION = v0.41.1
+CONSUL_TEMPLATE ?= $(CACHE_DIR)/consul-template-$(CONSUL_TEMPLATE_VERSION)/consul-template
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -25,7 +29,7 @@ export CUSTOM_SD_CONSUL = $(CONSUL)
 export CUSTOM_SD_PROMETHEUS = $(PROMETHEUS)
 export CUSTOM_SD_PROMTOOL = $(PROMTOOL)
 
-.PHONY: all build test lint consul prometheus demo bench clean
+.PHONY: all build test lint consul prometheus alternatives demo bench compare clean
 
 all: build
 
@@ -47,6 +51,13 @@ $(PROMETHEUS) $(PROMTOOL) &:
 	cd tools/prometheus && $(GO) build -ldflags '-X $(VERSION_PKG).Version=3.16.0' -o $(PROMETHEUS_DIR)/ \
 		github.com/prometheus/prometheus/cmd/prometheus github.com/prometheus/prometheus/cmd/promtool
 
+## alternatives: build the Prometheus custom-sd example and consul-template into the cache, for make compare
+alternatives: $(EXAMPLE_SD) $(CONSUL_TEMPLATE)
+$(EXAMPLE_SD):
+	cd tools/prometheus && $(GO) build -o $(EXAMPLE_SD) github.com/prometheus/prometheus/documentation/examples/custom-sd/adapter-usage
+$(CONSUL_TEMPLATE):
+	cd tools/consul-template && $(GO) build -o $(CONSUL_TEMPLATE) github.com/hashicorp/consul-template
+
 ## lint: gofmt and go vet
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-clean:"; echo "$$out"; exit 1; fi
@@ -65,6 +76,13 @@ bench: build consul
 	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 50 -instances 3 -samples 30 -idle 0
 	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 100 -instances 3 -samples 100
 	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 1000 -instances 3 -samples 30
+
+## compare: custom-sd beside the custom-sd example, consul-template and Prometheus's consul_sd on one catalog (docs/performance.md)
+COMPARE_SERVICES ?= 1000
+COMPARE_INSTANCES ?= 3
+compare: build consul prometheus alternatives
+	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
+		-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS)
 
 clean:
 	rm -rf bin .demo

@@ -109,13 +109,20 @@ func instanceID(s, i int) string { return fmt.Sprintf("svc-%05d-%d", s, i) }
 
 func serviceName(s int) string { return fmt.Sprintf("svc-%05d", s) }
 
+// nodeAddress is the loopback address of node i, so that every instance
+// has an address of its own: 127.0.0.<i+1>:<10000+s>.
+func nodeAddress(i int) string { return fmt.Sprintf("127.0.%d.%d", (i+1)/250, (i+1)%250) }
+
+// targetAddress is the scrape address of instance i of service s.
+func targetAddress(s, i int) string { return fmt.Sprintf("%s:%d", nodeAddress(i), 10000+s) }
+
 // register writes (or rewrites) instance i of service s with the check in
 // the given state, through the transaction endpoint.
 func registerOps(s, i int, status string) api.TxnOps {
 	node := fmt.Sprintf("node-%d", i)
 	id := instanceID(s, i)
 	return api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: "127.0.0.1"}}},
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(i)}}},
 		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{
 			ID: id, Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"},
 		}}},

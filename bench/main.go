@@ -71,11 +71,24 @@ func main() {
 	flag.DurationVar(&cfg.spacing, "spacing", 700*time.Millisecond, "pause between single changes (above custom-sd's --output.interval)")
 	flag.StringVar(&extra, "args", "", "extra custom-sd flags, space separated")
 	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped")
+	compare := flag.Bool("compare", false, "instead of the scenarios: custom-sd beside the tools given with -example, -consul-template and -prometheus (consul_sd), on one catalog")
+	var cc compareConfig
+	flag.StringVar(&cc.example, "example", "", "the Prometheus custom-sd example adapter binary (make alternatives)")
+	flag.StringVar(&cc.consulTemplate, "consul-template", "", "the consul-template binary (make alternatives)")
+	flag.StringVar(&cc.prometheus, "prometheus", "", "a Prometheus binary, to measure its consul_sd")
+	flag.DurationVar(&cc.deadline, "deadline", 3*time.Minute, "how long -compare waits for each tool's first complete view")
 	soak := flag.Duration("soak", 0, "instead of the scenarios: churn steadily for this long and sample custom-sd's memory and goroutines")
 	soakEvery := flag.Duration("soak-sample", time.Minute, "sampling interval of -soak")
 	flag.Parse()
 	cfg.extra = strings.Fields(extra)
 
+	if *compare {
+		if err := runCompare(cfg, cc); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: compare:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *soak > 0 {
 		if err := runSoak(cfg, *soak, *soakEvery); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: soak:", err)
