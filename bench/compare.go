@@ -40,6 +40,7 @@ type compareRow struct {
 	peakConns        int64
 	rss              int64
 	cpu              time.Duration
+	refused          int64 // the harness's own writes refused meanwhile
 }
 
 type compareConfig struct {
@@ -115,6 +116,7 @@ func command(dir, name, bin string, args ...string) (*exec.Cmd, error) {
 // measureTool runs one tool behind a fresh counting proxy.
 func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, want int) (compareRow, error) {
 	row := compareRow{name: t.name, want: want}
+	refusedBefore := a.refused.Load()
 	p, err := startProxy(a.addr)
 	if err != nil {
 		return row, err
@@ -204,13 +206,14 @@ func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, wan
 		row.idleRequests = p.requests.Load() - before
 	}
 	row.requests, row.limits, row.peakConns = p.requests.Load(), p.limited.Load(), p.peakConns.Load()
+	row.refused = a.refused.Load() - refusedBefore
 	if row.rss, row.cpu, err = usage(cmd.Process.Pid); err != nil {
 		return row, err
 	}
 	// Clean up the samples' instances for the next tool.
 	for k := range t.samples {
 		node := fmt.Sprintf("node-%d", cfg.instances+k)
-		if _, err := a.client.Catalog().Deregister(&api.CatalogDeregistration{Node: node}, nil); err != nil {
+		if err := a.txn(api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: node}}}}); err != nil {
 			return row, err
 		}
 	}
@@ -329,6 +332,7 @@ func reportCompare(cfg config, rows []compareRow) {
 	line(fmt.Sprintf("Consul requests in an idle %s", cfg.idle), func(r compareRow) string { return fmt.Sprint(r.idleRequests) })
 	line("Consul requests in the whole run / 429 answers", func(r compareRow) string { return fmt.Sprintf("%d / %d", r.requests, r.limits) })
 	line("most connections to Consul at once", func(r compareRow) string { return fmt.Sprint(r.peakConns) })
+	line("another client on the host (the harness) refused with 429", func(r compareRow) string { return fmt.Sprint(r.refused) })
 	line("peak RSS / CPU time", func(r compareRow) string {
 		return fmt.Sprintf("%.0f MiB / %.1f s", float64(r.rss)/(1<<20), r.cpu.Seconds())
 	})

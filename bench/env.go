@@ -41,6 +41,7 @@ type agent struct {
 	httpsAddr string // with HTTPS: its address, and the CA that signed it
 	ca        string
 	client    *api.Client
+	refused   atomic.Int64 // the harness's own requests the agent refused with 429
 }
 
 func startAgent(consulBin, dir string, https bool) (*agent, error) {
@@ -132,8 +133,23 @@ func registerOps(s, i int, status string) api.TxnOps {
 	}
 }
 
+// txn applies ops. When the agent refuses the harness with a 429 (another
+// client on this host holds too many connections) it retries for up to a
+// minute and counts the refusals.
 func (a *agent) txn(ops api.TxnOps) error {
-	ok, resp, _, err := a.client.Txn().Txn(ops, nil)
+	var (
+		ok   bool
+		resp *api.TxnResponse
+		err  error
+	)
+	for deadline := time.Now().Add(time.Minute); ; {
+		ok, resp, _, err = a.client.Txn().Txn(ops, nil)
+		if err == nil || !strings.Contains(err.Error(), "429") || time.Now().After(deadline) {
+			break
+		}
+		a.refused.Add(1)
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}
