@@ -144,7 +144,7 @@ func (a *agent) txn(ops api.TxnOps) error {
 	)
 	for deadline := time.Now().Add(time.Minute); ; {
 		ok, resp, _, err = a.client.Txn().Txn(ops, nil)
-		if err == nil || !strings.Contains(err.Error(), "429") || time.Now().After(deadline) {
+		if err == nil || !refusedByAgent(err) || time.Now().After(deadline) {
 			break
 		}
 		a.refused.Add(1)
@@ -412,4 +412,11 @@ func entryLine(b []byte, id string) []byte {
 		return b[start:]
 	}
 	return b[start : i+end]
+}
+
+// refusedByAgent reports whether the agent turned a request away because
+// this host holds too many connections (a 429, as a status or as the
+// message of a failed transaction).
+func refusedByAgent(err error) bool {
+	return strings.Contains(err.Error(), "429") || strings.Contains(err.Error(), "too many concurrent connections")
 }
