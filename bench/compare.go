@@ -41,6 +41,7 @@ type compareRow struct {
 	rss              int64
 	cpu              time.Duration
 	refused          int64 // the harness's own writes refused meanwhile
+	err              error // the measurement could not finish
 }
 
 type compareConfig struct {
@@ -95,7 +96,8 @@ func runCompare(cfg config, cc compareConfig) error {
 		fmt.Fprintf(os.Stderr, "compare: %s\n", t.name)
 		row, err := measureTool(cfg, cc, a, dir, t, want)
 		if err != nil {
-			return fmt.Errorf("%s: %w", t.name, err)
+			row.err = err
+			fmt.Fprintf(os.Stderr, "compare: %s: %v\n", t.name, err)
 		}
 		rows = append(rows, row)
 	}
@@ -333,6 +335,12 @@ func reportCompare(cfg config, rows []compareRow) {
 	line("Consul requests in the whole run / 429 answers", func(r compareRow) string { return fmt.Sprintf("%d / %d", r.requests, r.limits) })
 	line("most connections to Consul at once", func(r compareRow) string { return fmt.Sprint(r.peakConns) })
 	line("another client on the host (the harness) refused with 429", func(r compareRow) string { return fmt.Sprint(r.refused) })
+	line("measurement stopped by", func(r compareRow) string {
+		if r.err == nil {
+			return ""
+		}
+		return strings.ReplaceAll(r.err.Error(), "|", "/")
+	})
 	line("peak RSS / CPU time", func(r compareRow) string {
 		return fmt.Sprintf("%.0f MiB / %.1f s", float64(r.rss)/(1<<20), r.cpu.Seconds())
 	})

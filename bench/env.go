@@ -133,9 +133,9 @@ func registerOps(s, i int, status string) api.TxnOps {
 	}
 }
 
-// txn applies ops. When the agent refuses the harness with a 429 (another
-// client on this host holds too many connections) it retries for up to a
-// minute and counts the refusals.
+// txn applies ops. When the agent refuses the harness (a 429, or a closed
+// connection, when another client on this host holds too many connections)
+// it retries for up to a minute and counts the failed attempts.
 func (a *agent) txn(ops api.TxnOps) error {
 	var (
 		ok   bool
@@ -144,7 +144,8 @@ func (a *agent) txn(ops api.TxnOps) error {
 	)
 	for deadline := time.Now().Add(time.Minute); ; {
 		ok, resp, _, err = a.client.Txn().Txn(ops, nil)
-		if err == nil || !refusedByAgent(err) || time.Now().After(deadline) {
+		// A refusal comes as a 429, or as a connection the agent closed.
+		if err == nil || time.Now().After(deadline) {
 			break
 		}
 		a.refused.Add(1)
@@ -412,11 +413,4 @@ func entryLine(b []byte, id string) []byte {
 		return b[start:]
 	}
 	return b[start : i+end]
-}
-
-// refusedByAgent reports whether the agent turned a request away because
-// this host holds too many connections (a 429, as a status or as the
-// message of a failed transaction).
-func refusedByAgent(err error) bool {
-	return strings.Contains(err.Error(), "429") || strings.Contains(err.Error(), "too many concurrent connections")
 }
