@@ -42,6 +42,8 @@ type compareRow struct {
 	cpu              time.Duration
 	refused          int64 // the harness's own writes refused meanwhile
 	err              error // the measurement could not finish
+	probes           int   // another client's requests while waiting for the first complete view
+	probesRefused    int
 }
 
 type compareConfig struct {
@@ -161,7 +163,12 @@ func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, wan
 		count = func() int { b, _ := os.ReadFile(out); return benchTargets(fileTargets(b), cfg.services) }
 		has = func(addr string) bool { return fileHas(out, addr) }
 	}
-	defer func() {
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -171,13 +178,24 @@ func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, wan
 			_ = cmd.Process.Kill()
 			<-done
 		}
-	}()
+	}
+	defer stop()
 
-	// First complete view, within the deadline.
+	// First complete view, within the deadline. Meanwhile another client
+	// on the host asks the agent for its leader every second: does the
+	// agent still answer it?
+	lastProbe := time.Time{}
 	for time.Since(start) < cc.deadline {
 		if row.seen = count(); row.seen >= want {
 			row.firstComplete = time.Since(start)
 			break
+		}
+		if time.Since(lastProbe) >= time.Second {
+			lastProbe = time.Now()
+			row.probes++
+			if _, err := a.client.Status().Leader(); err != nil {
+				row.probesRefused++
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -212,6 +230,7 @@ func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, wan
 	if row.rss, row.cpu, err = usage(cmd.Process.Pid); err != nil {
 		return row, err
 	}
+	stop()
 	// Clean up the samples' instances for the next tool.
 	for k := range t.samples {
 		node := fmt.Sprintf("node-%d", cfg.instances+k)
@@ -334,12 +353,15 @@ func reportCompare(cfg config, rows []compareRow) {
 	line(fmt.Sprintf("Consul requests in an idle %s", cfg.idle), func(r compareRow) string { return fmt.Sprint(r.idleRequests) })
 	line("Consul requests in the whole run / 429 answers", func(r compareRow) string { return fmt.Sprintf("%d / %d", r.requests, r.limits) })
 	line("most connections to Consul at once", func(r compareRow) string { return fmt.Sprint(r.peakConns) })
-	line("another client on the host (the harness) refused with 429", func(r compareRow) string { return fmt.Sprint(r.refused) })
+	line("another client on the host, while waiting for the first complete view: requests refused", func(r compareRow) string {
+		return fmt.Sprintf("%d of %d", r.probesRefused, r.probes)
+	})
+	line("the harness's own writes refused (retried)", func(r compareRow) string { return fmt.Sprint(r.refused) })
 	line("measurement stopped by", func(r compareRow) string {
 		if r.err == nil {
 			return ""
 		}
-		return strings.ReplaceAll(r.err.Error(), "|", "/")
+		return strings.Join(strings.Fields(strings.ReplaceAll(r.err.Error(), "|", "/")), " ")
 	})
 	line("peak RSS / CPU time", func(r compareRow) string {
 		return fmt.Sprintf("%.0f MiB / %.1f s", float64(r.rss)/(1<<20), r.cpu.Seconds())
