@@ -350,7 +350,12 @@ func reportCompare(cfg config, rows []compareRow) {
 		}
 		return fmt.Sprintf("%s / %s (n=%d)%s", ms(pct(r.register, .5)), ms(pct(r.register, 1)), len(r.register), ratio(float64(pct(r.register, .5)), float64(pct(base.register, .5))))
 	})
-	line(fmt.Sprintf("Consul requests in an idle %s", cfg.idle), func(r compareRow) string { return fmt.Sprint(r.idleRequests) })
+	line(fmt.Sprintf("Consul requests in an idle %s", cfg.idle), func(r compareRow) string {
+		if r.firstComplete == 0 {
+			return "not measured (never complete)"
+		}
+		return fmt.Sprint(r.idleRequests)
+	})
 	line("Consul requests in the whole run / 429 answers", func(r compareRow) string { return fmt.Sprintf("%d / %d", r.requests, r.limits) })
 	line("most connections to Consul at once", func(r compareRow) string { return fmt.Sprint(r.peakConns) })
 	line("another client on the host, while waiting for the first complete view: requests refused", func(r compareRow) string {
