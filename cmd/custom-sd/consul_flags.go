@@ -164,7 +164,7 @@ func (f *consulFlags) config() (consul.Config, error) {
 	conf.PathPrefix = f.pathPrefix
 	conf.Namespace, conf.Partition = f.namespace, f.partition
 	if f.tokenFile != "" {
-		if _, err := readSecret(f.tokenFile); err != nil {
+		if _, err := consul.ReadSecretFile(f.tokenFile); err != nil {
 			return consul.Config{}, fmt.Errorf("--consul.token-file: %w", err)
 		}
 	}
@@ -175,7 +175,7 @@ func (f *consulFlags) config() (consul.Config, error) {
 	if f.username != "" {
 		password := ""
 		if f.passwordFile != "" {
-			p, err := readSecret(f.passwordFile)
+			p, err := consul.ReadSecretFile(f.passwordFile)
 			if err != nil {
 				return consul.Config{}, fmt.Errorf("--consul.password-file: %w", err)
 			}
@@ -222,18 +222,4 @@ func (f *consulFlags) config() (consul.Config, error) {
 		AllDatacenters: f.allDatacenters,
 		TokenFile:      f.tokenFile,
 	}, nil
-}
-
-// readSecret reads a token or password from a file. Errors name the file,
-// never its content.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
 }

@@ -123,16 +123,26 @@ func newClient(conf api.Config, t *transport) (*api.Client, error) {
 	return c, nil
 }
 
-// readToken reads an ACL token from a file. The error names the file, never
-// its content.
-func readToken(path string) (string, error) {
+// ReadSecretFile reads a token or password from a file, without the
+// surrounding whitespace. An error names the file, never its content; an
+// empty file is an error.
+func ReadSecretFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
+		return "", err
 	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", path)
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+// readToken reads the ACL token file.
+func readToken(path string) (string, error) {
+	tok, err := ReadSecretFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
 	}
 	return tok, nil
 }
