@@ -23,6 +23,8 @@ import (
 	"unsafe"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/custom-sd/custom-sd/internal/testcerts"
 )
 
 func freePort() (int, error) {
@@ -63,11 +65,12 @@ func startAgent(consulBin, dir string, https bool) (*agent, error) {
 		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1", "-log-level", "warn"}
 	var ca string
 	if https {
-		var cert, key string
-		if ca, cert, key, err = makeCerts(dir); err != nil {
+		certs, err := testcerts.Write(dir)
+		if err != nil {
 			return nil, err
 		}
-		conf := fmt.Sprintf(`{"ports": {"https": %d}, "tls": {"defaults": {"ca_file": %q, "cert_file": %q, "key_file": %q}}}`, ports[4], ca, cert, key)
+		ca = certs.CA
+		conf := fmt.Sprintf(`{"ports": {"https": %d}, "tls": {"defaults": {"ca_file": %q, "cert_file": %q, "key_file": %q}}}`, ports[4], ca, certs.ServerCert, certs.ServerKey)
 		confPath := filepath.Join(dir, "tls.json")
 		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 			return nil, err
