@@ -52,19 +52,11 @@ type compareConfig struct {
 }
 
 func runCompare(cfg config, cc compareConfig) error {
-	dir, err := os.MkdirTemp("", "custom-sd-compare")
+	dir, a, cleanup, err := startCatalog(cfg, "compare")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	a, err := startAgent(cfg.consul, dir, false)
-	if err != nil {
-		return err
-	}
-	defer a.stop()
-	if err := a.load(cfg.services, cfg.instances); err != nil {
-		return err
-	}
+	defer cleanup()
 	want := cfg.services * cfg.instances // Consul itself is not counted: not every tool lists it
 
 	tools := []tool{{name: "custom-sd", samples: cfg.samples, start: func(dir, addr, out string) (*exec.Cmd, error) {

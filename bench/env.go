@@ -103,6 +103,28 @@ func startAgent(consulBin, dir string, https bool) (*agent, error) {
 	}
 }
 
+// startCatalog starts a plain-HTTP agent in a new temporary directory and
+// loads services × instances into it. cleanup stops the agent and removes
+// the directory.
+func startCatalog(cfg config, name string) (dir string, a *agent, cleanup func(), err error) {
+	if dir, err = os.MkdirTemp("", "custom-sd-"+name); err != nil {
+		return "", nil, nil, err
+	}
+	if a, err = startAgent(cfg.consul, dir, false); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	cleanup = func() {
+		a.stop()
+		os.RemoveAll(dir)
+	}
+	if err = a.load(cfg.services, cfg.instances); err != nil {
+		cleanup()
+		return "", nil, nil, err
+	}
+	return dir, a, cleanup, nil
+}
+
 func (a *agent) stop() {
 	_ = a.cmd.Process.Signal(os.Interrupt)
 	_ = a.cmd.Wait()

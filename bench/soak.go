@@ -32,19 +32,11 @@ type soakSample struct {
 // and goroutines every interval, while a reader parses the file over and
 // over. It prints a markdown table.
 func runSoak(cfg config, d, interval time.Duration) error {
-	dir, err := os.MkdirTemp("", "custom-sd-soak")
+	dir, a, cleanup, err := startCatalog(cfg, "soak")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	a, err := startAgent(cfg.consul, dir, false)
-	if err != nil {
-		return err
-	}
-	defer a.stop()
-	if err := a.load(cfg.services, cfg.instances); err != nil {
-		return err
-	}
+	defer cleanup()
 	port, err := freePort()
 	if err != nil {
 		return err
