@@ -55,10 +55,7 @@ func (r *reader) loop() {
 		}
 		b, err := os.ReadFile(r.path)
 		if err == nil {
-			var entries []struct {
-				Targets []string          `json:"targets"`
-				Labels  map[string]string `json:"labels"`
-			}
+			var entries []entry
 			r.mu.Lock()
 			r.reads++
 			if err := json.Unmarshal(b, &entries); err != nil {
@@ -108,14 +105,8 @@ func fileIDs(path string) []string {
 	if err != nil {
 		return nil
 	}
-	var entries []struct {
-		Labels map[string]string `json:"labels"`
-	}
-	if json.Unmarshal(b, &entries) != nil {
-		return nil
-	}
 	var ids []string
-	for _, e := range entries {
+	for _, e := range parseEntries(b) {
 		ids = append(ids, e.Labels["__meta_consul_service_id"])
 	}
 	slices.Sort(ids)
