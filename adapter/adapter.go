@@ -278,7 +278,7 @@ func (a *Adapter) written(o *output, wrote bool, err error) {
 		a.writes.Add(1)
 		a.metrics.writes.WithLabelValues("success").Inc()
 		a.metrics.lastWrite.Set(now)
-		level.Debug(a.logger).Log("msg", "Wrote the output file", "path", o.writer.path, "bytes", len(o.writer.written))
+		level.Debug(a.logger).Log("msg", "Wrote the output file", "path", o.writer.path, "bytes", o.writer.written.size)
 	}
 	a.metrics.lastSync.Set(now)
 	if !o.synced {
@@ -317,7 +317,7 @@ func (a *Adapter) publish() {
 			a.targets.Store(snap)
 			a.metrics.targets.Set(float64(snap.Targets()))
 			a.metrics.groups.Set(float64(snap.Groups()))
-			a.metrics.fileBytes.Set(float64(len(snap.JSON())))
+			a.metrics.fileBytes.Set(float64(snap.Size()))
 		}
 	}
 	if ready && !a.ready.Load() {

@@ -3,6 +3,7 @@ package adapter
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,7 @@ func tempPattern(path string) string {
 // the new content, never a mix: it writes a temporary file in the same
 // directory, syncs, closes and chmods it, renames it over path and syncs the
 // directory. The temporary file is removed on any failure.
-func writeAtomic(ops fileOps, path string, data []byte, mode os.FileMode) (err error) {
+func writeAtomic(ops fileOps, path string, data io.WriterTo, mode os.FileMode) (err error) {
 	dir := filepath.Dir(path)
 	f, err := ops.create(dir, tempPattern(path))
 	if err != nil {
@@ -48,7 +49,7 @@ func writeAtomic(ops fileOps, path string, data []byte, mode os.FileMode) (err e
 			}
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if _, err = data.WriteTo(f); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	if err = ops.sync(f); err != nil {

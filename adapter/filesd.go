@@ -95,17 +95,26 @@ func validLabelName(s string) bool {
 	return true
 }
 
-// entriesEqual reports whether two converted groups are the same.
-func entriesEqual(a, b []*customSD) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !slices.Equal(a[i].Targets, b[i].Targets) || !bytes.Equal(a[i].labels, b[i].labels) {
-			return false
+// encodeGroup encodes a converted group's entries, one per line, and counts
+// their targets. The result is sized exactly, as it is kept in the cache.
+func encodeGroup(entries []*customSD) (chunk []byte, targets int) {
+	size := 0
+	for _, e := range entries {
+		size += 2 + len(`{"targets":[],"labels":}`) + len(e.labels) + 2
+		for _, t := range e.Targets {
+			size += len(t) + 3
 		}
 	}
-	return true
+	chunk = make([]byte, 0, size)
+	for i, e := range entries {
+		if i > 0 {
+			chunk = append(chunk, ",\n"...)
+		}
+		chunk = append(chunk, "  "...)
+		chunk = appendEntry(chunk, e)
+		targets += len(e.Targets)
+	}
+	return chunk, targets
 }
 
 // appendEntry appends one entry as a single-line JSON object.

@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"os"
@@ -147,4 +148,39 @@ func TestRenderEmpty(t *testing.T) {
 	w := &writer{cache: map[Key]*cachedGroup{}}
 	w.apply(map[Key]*Group{})
 	require.Equal(t, "[]\n", string(w.snapshot().JSON()))
+}
+
+// The snapshot is never held rendered: JSON, WriteTo, Size, Filter and the
+// file written from it must agree byte for byte.
+func TestSnapshotRenderingsAgree(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		set  map[Key]*Group
+	}{
+		{"empty", map[Key]*Group{}},
+		{"one group", oneGroup("a:1")},
+		{"golden set", goldenSet()},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out.json")
+			w := newTestWriter(t, path, 0o644)
+			snap, _ := w.prepare(tc.set)
+			_, err := w.commit(snap)
+			require.NoError(t, err)
+
+			whole := snap.JSON()
+			var streamed bytes.Buffer
+			n, err := snap.WriteTo(&streamed)
+			require.NoError(t, err)
+			require.Equal(t, string(whole), streamed.String())
+			require.EqualValues(t, len(whole), n)
+			require.Equal(t, len(whole), snap.Size())
+			require.Equal(t, string(whole), string(snap.Filter(func(Key) bool { return true })))
+			onDisk, err := os.ReadFile(path)
+			require.NoError(t, err)
+			require.Equal(t, string(whole), string(onDisk))
+		})
+	}
 }

@@ -82,12 +82,15 @@ func (s *sharder) split(set map[Key]*Group) []map[Key]*Group {
 // mergeSnapshots joins the snapshots of every shard into one set, shard
 // after shard, for HTTP SD.
 func mergeSnapshots(snaps []*Snapshot) *Snapshot {
-	m := &Snapshot{}
+	var (
+		keys    []Key
+		chunks  [][]byte
+		targets int
+	)
 	for _, s := range snaps {
-		m.keys = append(m.keys, s.keys...)
-		m.chunks = append(m.chunks, s.chunks...)
-		m.targets += s.targets
+		keys = append(keys, s.keys...)
+		chunks = append(chunks, s.chunks...)
+		targets += s.targets
 	}
-	m.data = m.render(nil)
-	return m
+	return newSnapshot(keys, chunks, targets)
 }

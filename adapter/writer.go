@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"io"
 	"io/fs"
 	"os"
 	"slices"
@@ -25,18 +27,37 @@ type writer struct {
 
 	cache    map[Key]*cachedGroup
 	keys     []Key     // keys of cache, sorted
-	written  []byte    // the file's content as last written, or as found at start
+	seed     maphash.Seed
+	written  *content  // the file's content as last written, or as found at start; nil if unknown
 	baseline int       // targets in the file found at start; -1 if none or unreadable
-	pending  []byte    // rendered content not yet on disk, or nil
+	pending  *Snapshot // content not yet on disk, or nil
 	latest   *Snapshot // the cache, rendered
 	current  *Snapshot // what the file holds or is about to
 }
 
-// cachedGroup is a group as last converted.
+// content identifies a file's content without keeping it: its length and
+// a 64-bit hash (seeded per process), so that unchanged content is not
+// rewritten.
+type content struct {
+	size int
+	hash uint64
+}
+
+// contentOf hashes what write produces.
+func (w *writer) contentOf(write func(io.Writer) (int64, error)) content {
+	var h maphash.Hash
+	h.SetSeed(w.seed)
+	n, _ := write(&h) // a maphash.Hash never fails
+	return content{size: int(n), hash: h.Sum64()}
+}
+
+// cachedGroup is a group as last converted. Only its encoding is kept: the
+// label maps of a converted group take several times the memory of its
+// JSON, and the encoding is deterministic, so comparing encodings is as
+// exact as comparing entries.
 type cachedGroup struct {
 	group   *Group
-	entries []*customSD
-	chunk   []byte // entries encoded, one per line, without the final separator
+	chunk   []byte // the group's entries encoded, one per line, without the final separator
 	targets int
 }
 
@@ -44,16 +65,20 @@ type cachedGroup struct {
 // removes temporary files a killed predecessor left next to it, and reads the
 // current content so that an unchanged file is not rewritten after a restart.
 func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error) {
-	w := &writer{path: path, mode: mode, logger: logger, ops: osFileOps, cache: map[Key]*cachedGroup{}, baseline: -1}
+	w := &writer{path: path, mode: mode, logger: logger, ops: osFileOps, cache: map[Key]*cachedGroup{}, baseline: -1, seed: maphash.MakeSeed()}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.IsDir():
 		return nil, fmt.Errorf("output file %s is a directory", path)
 	case err == nil:
-		if w.written, err = os.ReadFile(path); err != nil {
+		data, err := os.ReadFile(path)
+		if err != nil {
 			level.Warn(logger).Log("msg", "Cannot read the current output file; it will be replaced", "path", path, "err", err)
+			break
 		}
-		w.baseline = countTargets(w.written)
+		found := w.contentOf(bytes.NewReader(data).WriteTo)
+		w.written = &found
+		w.baseline = countTargets(data)
 	case !errors.Is(err, fs.ErrNotExist):
 		level.Warn(logger).Log("msg", "Cannot stat the output file", "path", path, "err", err)
 	}
@@ -93,7 +118,7 @@ func (w *writer) prepare(set map[Key]*Group) (*Snapshot, int) {
 // what is on disk.
 func (w *writer) commit(snap *Snapshot) (bool, error) {
 	if snap != w.current {
-		w.current, w.pending = snap, snap.data
+		w.current, w.pending = snap, snap
 	}
 	return w.flush()
 }
@@ -103,14 +128,15 @@ func (w *writer) flush() (bool, error) {
 	if w.pending == nil {
 		return false, nil
 	}
-	if bytes.Equal(w.pending, w.written) {
+	next := w.contentOf(w.pending.WriteTo)
+	if w.written != nil && *w.written == next {
 		w.pending = nil
 		return false, nil
 	}
 	if err := writeAtomic(w.ops, w.path, w.pending, w.mode); err != nil {
 		return false, err
 	}
-	w.written, w.pending = w.pending, nil
+	w.written, w.pending = &next, nil
 	return true, nil
 }
 
@@ -134,21 +160,12 @@ func (w *writer) apply(set map[Key]*Group) (changed bool, skipped int) {
 			level.Warn(w.logger).Log("msg", "Skipping a target Prometheus would reject", "err", err)
 		}
 		skipped += len(rejected)
-		if ok && entriesEqual(c.entries, entries) {
+		chunk, targets := encodeGroup(entries)
+		if ok && bytes.Equal(c.chunk, chunk) {
 			c.group = g
 			continue
 		}
-		var chunk []byte
-		targets := 0
-		for i, e := range entries {
-			if i > 0 {
-				chunk = append(chunk, ",\n"...)
-			}
-			chunk = append(chunk, "  "...)
-			chunk = appendEntry(chunk, e)
-			targets += len(e.Targets)
-		}
-		w.cache[k] = &cachedGroup{group: g, entries: entries, chunk: chunk, targets: targets}
+		w.cache[k] = &cachedGroup{group: g, chunk: chunk, targets: targets}
 		changed = true
 		keysChanged = keysChanged || !ok
 	}
@@ -180,15 +197,12 @@ func countTargets(data []byte) int {
 
 // snapshot captures the cache as a Snapshot and renders it.
 func (w *writer) snapshot() *Snapshot {
-	s := &Snapshot{
-		keys:   slices.Clone(w.keys),
-		chunks: make([][]byte, len(w.keys)),
-	}
+	chunks := make([][]byte, len(w.keys))
+	targets := 0
 	for i, k := range w.keys {
 		c := w.cache[k]
-		s.chunks[i] = c.chunk
-		s.targets += c.targets
+		chunks[i] = c.chunk
+		targets += c.targets
 	}
-	s.data = s.render(nil)
-	return s
+	return newSnapshot(slices.Clone(w.keys), chunks, targets)
 }
