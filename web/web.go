@@ -6,6 +6,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ const (
 	HealthyPath = "/-/healthy"
 	ReadyPath   = "/-/ready"
 	TargetsPath = "/targets"
+	PprofPath   = "/debug/pprof/"
 )
 
 // Options configure the handler.
@@ -48,6 +50,7 @@ type Options struct {
 //     application/json; 503 before the first complete set, never an empty
 //     list that would wipe a restarting Prometheus's targets. ?service=name
 //     (repeatable) keeps only those services.
+//   - /debug/pprof/: Go's profiles, as Prometheus serves them.
 //
 // All accept GET and HEAD.
 func NewHandler(o Options) (http.Handler, error) {
@@ -93,6 +96,11 @@ func NewHandler(o Options) (http.Handler, error) {
 		plain(w, http.StatusOK, "custom-sd is Ready.\n")
 	})))
 	mux.Handle("GET "+TargetsPath, instrument("targets", targetsHandler(o)))
+	mux.HandleFunc("GET "+PprofPath, pprof.Index)
+	mux.HandleFunc("GET "+PprofPath+"cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET "+PprofPath+"profile", pprof.Profile)
+	mux.HandleFunc("GET "+PprofPath+"symbol", pprof.Symbol)
+	mux.HandleFunc("GET "+PprofPath+"trace", pprof.Trace)
 	return mux, nil
 }
 
@@ -104,21 +112,28 @@ func targetsHandler(o Options) http.HandlerFunc {
 			plain(w, http.StatusServiceUnavailable, "custom-sd has not read every Consul service yet; try again shortly.\n")
 			return
 		}
-		body := snap.JSON()
-		if services, ok := r.URL.Query()["service"]; ok {
-			want := make(map[string]bool, len(services))
-			for _, s := range services {
-				want[s] = true
-			}
-			serviceOf := o.ServiceOf
-			if serviceOf == nil {
-				serviceOf = func(k adapter.Key) string { return k.Source }
-			}
-			body = snap.Filter(func(k adapter.Key) bool { return want[serviceOf(k)] })
-		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Header().Set("Cache-Control", "no-store")
+		services, filtered := r.URL.Query()["service"]
+		if !filtered {
+			// The whole set is streamed from the snapshot, not copied.
+			w.Header().Set("Content-Length", strconv.Itoa(snap.Size()))
+			w.WriteHeader(http.StatusOK)
+			if r.Method != http.MethodHead {
+				_, _ = snap.WriteTo(w)
+			}
+			return
+		}
+		want := make(map[string]bool, len(services))
+		for _, s := range services {
+			want[s] = true
+		}
+		serviceOf := o.ServiceOf
+		if serviceOf == nil {
+			serviceOf = func(k adapter.Key) string { return k.Source }
+		}
+		body := snap.Filter(func(k adapter.Key) bool { return want[serviceOf(k)] })
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(body)

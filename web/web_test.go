@@ -120,6 +120,8 @@ func TestHandler(t *testing.T) {
 		{"unknown service", "GET", TargetsPath + "?service=nope", 200, []string{"[]"}, []string{"targets"}},
 		{"HEAD has no body", "HEAD", TargetsPath, 200, nil, []string{"targets"}},
 		{"metrics", "GET", MetricsPath, 200, []string{"custom_sd_targets 3", `custom_sd_http_requests_total{code="200",handler="targets"}`}, nil},
+		{"pprof index", "GET", PprofPath, 200, []string{"heap", "goroutine"}, nil},
+		{"heap profile", "GET", PprofPath + "heap?debug=1", 200, []string{"heap profile"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
