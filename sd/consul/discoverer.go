@@ -89,7 +89,7 @@ type Config struct {
 //
 // While the services fit the connection budget, each has its own long poll
 // and a change reaches the output in milliseconds. Over HTTPS the agent
-// speaks HTTP/2 and a hundred long polls share one connection, so that
+// speaks HTTP/2 and up to 200 long polls share one connection, so that
 // holds for thousands of services. When they do not fit, the discoverer
 // switches to doorbells (see sweep.go): it keeps long polls for the most
 // recently changed services, resolves health changes exactly from the list of
