@@ -1,5 +1,6 @@
 # custom-sd: the two commands a newcomer needs are `make demo` and `make test`.
 
+SHELL         := /bin/bash
 GO            ?= go
 CONSUL_VERSION = v1.20.1
 CACHE_DIR     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/custom-sd
@@ -71,17 +72,28 @@ test: consul prometheus lint
 demo: build consul prometheus
 	CONSUL=$(CONSUL) CUSTOM_SD=bin/custom-sd PROMETHEUS=$(PROMETHEUS) PROMTOOL=$(PROMTOOL) scripts/demo.sh
 
-## bench: the benchmark scenarios behind docs/performance.md (about a quarter of an hour)
-bench: build consul
-	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 50 -instances 3 -samples 30 -idle 0
-	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 100 -instances 3 -samples 100
-	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services 1000 -instances 3 -samples 30
+## bench: every scenario behind docs/performance.md, then the side-by-side comparison; the tables go to $(BENCH_OUT) (about an hour)
+BENCH_OUT ?= .bench/results.md
+BENCH = $(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd
+bench: build consul prometheus alternatives
+	mkdir -p $(dir $(BENCH_OUT))
+	set -o pipefail; { \
+	  $(BENCH) -services 100 -instances 3 -samples 100 && \
+	  $(BENCH) -services 1000 -instances 3 -samples 30 && \
+	  $(BENCH) -services 1000 -instances 3 -samples 30 -https && \
+	  $(BENCH) -services 10000 -instances 10 -samples 30 && \
+	  $(BENCH) -services 10000 -instances 10 -samples 30 -https && \
+	  $(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
+		-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS); \
+	} | tee $(BENCH_OUT).tmp
+	mv $(BENCH_OUT).tmp $(BENCH_OUT)
+	@echo "tables written to $(BENCH_OUT)"
 
-## compare: custom-sd beside the custom-sd example, consul-template and Prometheus's consul_sd on one catalog (docs/performance.md)
+## compare: only the side-by-side comparison, custom-sd beside the custom-sd example, consul-template and Prometheus's consul_sd on one catalog
 COMPARE_SERVICES ?= 1000
 COMPARE_INSTANCES ?= 3
 compare: build consul prometheus alternatives
-	$(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
+	$(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
 		-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS)
 
 clean:

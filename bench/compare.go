@@ -225,7 +225,7 @@ func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, wan
 	stop()
 	// Clean up the samples' instances for the next tool.
 	for k := range t.samples {
-		node := fmt.Sprintf("node-%d", cfg.instances+k)
+		node := nodeName(topo.node(k%cfg.services, cfg.instances+k))
 		if err := a.txn(api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete, Node: api.Node{Node: node}}}}); err != nil {
 			return row, err
 		}

@@ -135,20 +135,48 @@ func instanceID(s, i int) string { return fmt.Sprintf("svc-%05d-%d", s, i) }
 
 func serviceName(s int) string { return fmt.Sprintf("svc-%05d", s) }
 
-// nodeAddress is the loopback address of node i, so that every instance
-// has an address of its own: 127.0.0.<i+1>:<10000+s>.
-func nodeAddress(i int) string { return fmt.Sprintf("127.0.%d.%d", (i+1)/250, (i+1)%250) }
+// topology says how the harness spreads instances over nodes: about a
+// hundred to a node, as on a real fleet, and never two instances of one
+// service on the same node. (Consul's cost per write grows with the
+// instances on the node written to: ten nodes holding 10,000 instances each
+// make loading 10,000 × 10 take a quarter of an hour.)
+type topology struct{ instances, nodes int }
+
+// topo is set once from the flags.
+var topo = topology{instances: 3, nodes: 3}
+
+func newTopology(services, instances int) topology {
+	return topology{instances: instances, nodes: max(instances, services*instances/100)}
+}
+
+// node is the node of instance i of service s. Instances past the loaded
+// ones (the harness's own registrations) each get a node of their own.
+func (t topology) node(s, i int) int {
+	if i >= t.instances {
+		return t.nodes + i - t.instances
+	}
+	return (s*t.instances + i) % t.nodes
+}
+
+func nodeName(n int) string { return fmt.Sprintf("node-%d", n) }
+
+// nodeAddress is the loopback address of node n; with the service's port
+// every instance has an address of its own.
+func nodeAddress(n int) string { return fmt.Sprintf("127.0.%d.%d", (n+1)/250, (n+1)%250) }
 
 // targetAddress is the scrape address of instance i of service s.
-func targetAddress(s, i int) string { return fmt.Sprintf("%s:%d", nodeAddress(i), 10000+s) }
+func targetAddress(s, i int) string {
+	return fmt.Sprintf("%s:%d", nodeAddress(topo.node(s, i)), 10000+s)
+}
 
-// register writes (or rewrites) instance i of service s with the check in
-// the given state, through the transaction endpoint.
+// registerOps writes (or rewrites) instance i of service s with the check
+// in the given state, through the transaction endpoint.
 func registerOps(s, i int, status string) api.TxnOps {
-	node := fmt.Sprintf("node-%d", i)
+	n := topo.node(s, i)
+	node := nodeName(n)
 	id := instanceID(s, i)
 	return api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(i)}}},
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(n)}}},
 		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{
 			ID: id, Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"},
 		}}},
@@ -189,24 +217,42 @@ func (a *agent) txn(ops api.TxnOps) error {
 	return nil
 }
 
-// load registers services × instances, 20 instances to a transaction.
+// load registers services × instances, 20 instances to a transaction,
+// four transactions at a time (Raft batches concurrent applies).
 func (a *agent) load(services, instances int) error {
+	batches := make(chan api.TxnOps)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ops := range batches {
+				if err := a.txn(ops); err != nil {
+					select {
+					case errs <- fmt.Errorf("load: %w", err):
+					default:
+					}
+				}
+			}
+		})
+	}
 	var ops api.TxnOps
 	for s := range services {
 		for i := range instances {
 			ops = append(ops, registerOps(s, i, api.HealthPassing)...)
-			if len(ops) >= 60 {
-				if err := a.txn(ops); err != nil {
-					return fmt.Errorf("load: %w", err)
-				}
+			if len(ops) >= 60 || (s == services-1 && i == instances-1) {
+				batches <- ops
 				ops = nil
 			}
 		}
 	}
-	if len(ops) > 0 {
-		return a.txn(ops)
+	close(batches)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
 	}
-	return nil
 }
 
 // proxy forwards to the agent and counts what passes.

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/custom-sd/custom-sd/sd/consul"
 )
 
 type config struct {
@@ -35,6 +37,8 @@ type config struct {
 	idle             time.Duration
 	spacing          time.Duration
 	https            bool
+	churn            time.Duration
+	churnRate        int
 	extra            []string
 }
 
@@ -42,6 +46,7 @@ type result struct {
 	cfg           config
 	load          time.Duration
 	firstFile     time.Duration
+	bareRead      time.Duration // a plain client reading the same data
 	targets       int
 	latency       map[string][]time.Duration
 	burstWrites   int
@@ -49,6 +54,7 @@ type result struct {
 	idleRequests  int64
 	idleBytes     int64
 	idleWrites    int
+	churn         churnStats
 	requests      int64
 	limited       int64
 	peakConns     int64
@@ -70,6 +76,8 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", time.Minute, "idle period to count requests over (0 to skip)")
 	flag.DurationVar(&cfg.spacing, "spacing", 700*time.Millisecond, "pause between single changes (above custom-sd's --output.interval)")
 	flag.StringVar(&extra, "args", "", "extra custom-sd flags, space separated")
+	flag.DurationVar(&cfg.churn, "churn", time.Minute, "churn period to count requests and bytes over (0 to skip)")
+	flag.IntVar(&cfg.churnRate, "churn-rate", 5, "changes a second during -churn")
 	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped")
 	compare := flag.Bool("compare", false, "instead of the scenarios: custom-sd beside the tools given with -example, -consul-template and -prometheus (consul_sd), on one catalog")
 	var cc compareConfig
@@ -81,6 +89,7 @@ func main() {
 	soakEvery := flag.Duration("soak-sample", time.Minute, "sampling interval of -soak")
 	flag.Parse()
 	cfg.extra = strings.Fields(extra)
+	topo = newTopology(cfg.services, cfg.instances)
 
 	if *compare {
 		if err := runCompare(cfg, cc); err != nil {
@@ -138,6 +147,15 @@ func runScenario(cfg config) (*result, error) {
 		addr = "https://" + a.httpsAddr
 		direct.extra = append(slices.Clone(cfg.extra), "--consul.tls.ca-file="+a.ca)
 	}
+	ca := ""
+	if cfg.https {
+		ca = a.ca
+	}
+	// The yardstick gets the connections custom-sd may use by default.
+	if res.bareRead, err = bestBareRead(addr, ca, consul.DefaultMaxConnections); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "bare client read: %s\n", res.bareRead.Round(time.Millisecond))
 	run, err := startRun(ctx, direct, dir, "direct", addr)
 	if err != nil {
 		return nil, err
@@ -159,11 +177,15 @@ func runScenario(cfg config) (*result, error) {
 	if fi, err := os.Stat(run.out); err == nil {
 		res.fileSize = fi.Size()
 	}
+	if cfg.https {
+		// No counting proxy over HTTPS: count with custom-sd's own metrics.
+		err := measureChurn(ctx, cfg, a, metricsCounter(run.d), res)
+		stopConns()
+		run.d.stop()
+		return res, err
+	}
 	stopConns()
 	run.d.stop()
-	if cfg.https {
-		return res, nil
-	}
 
 	// Phase 2, behind a counting proxy: what Consul sees, from start-up
 	// through a burst to an idle period.
@@ -182,6 +204,9 @@ func runScenario(cfg config) (*result, error) {
 			return nil, err
 		}
 	}
+	if err := measureChurn(ctx, cfg, a, proxyCounter(p), res); err != nil {
+		return nil, err
+	}
 	if cfg.idle > 0 {
 		time.Sleep(10 * time.Second) // let the burst and the sweeps it owes settle
 		reqs, bytesBefore, writes := p.requests.Load(), p.bytes.Load(), run.w.count()
@@ -193,6 +218,18 @@ func runScenario(cfg config) (*result, error) {
 	}
 	res.requests, res.limited, res.peakConns = p.requests.Load(), p.limited.Load(), p.peakConns.Load()
 	return res, nil
+}
+
+// measureChurn runs the churn period, if any, once the burst has settled.
+func measureChurn(ctx context.Context, cfg config, a *agent, count counter, res *result) error {
+	if cfg.churn <= 0 {
+		return nil
+	}
+	time.Sleep(10 * time.Second) // let the burst and the sweeps it owes settle
+	fmt.Fprintf(os.Stderr, "churn for %s at %d changes/s\n", cfg.churn, cfg.churnRate)
+	var err error
+	res.churn, err = churn(ctx, cfg, a, count, cfg.churn, 10*time.Second, cfg.churnRate)
+	return err
 }
 
 // benchRun is one custom-sd process and its output.
@@ -255,7 +292,7 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 	for k := range cfg.samples {
 		s := rand.N(cfg.services)
 		extra := fmt.Sprintf("extra-%d", k)
-		reg := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: "node-0", Service: api.AgentService{
+		reg := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: nodeName(0), Service: api.AgentService{
 			ID: extra, Service: serviceName(s), Port: 20000 + k,
 		}}}}
 		if err := timeIt("register", reg, func(b []byte) bool { return entryLine(b, extra) != nil }); err != nil {
@@ -278,7 +315,7 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 			return err
 		}
 		time.Sleep(cfg.spacing)
-		dereg := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: "node-0", Service: api.AgentService{ID: extra, Service: serviceName(s)}}}}
+		dereg := api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: nodeName(0), Service: api.AgentService{ID: extra, Service: serviceName(s)}}}}
 		if err := timeIt("deregister", dereg, func(b []byte) bool { return entryLine(b, extra) == nil }); err != nil {
 			return err
 		}
@@ -397,6 +434,14 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	return s[int(float64(len(s)-1)*p+0.5)]
 }
 
+// counted prints a count, or says it was not counted.
+func counted(n int64) string {
+	if n < 0 {
+		return "not counted"
+	}
+	return fmt.Sprint(n)
+}
+
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func report(f *os.File, r *result) {
@@ -408,7 +453,7 @@ func report(f *os.File, r *result) {
 	fmt.Fprintf(f, "### %d services × %d instances (%d targets), %s\n\n", c.services, c.instances, r.targets, proto)
 	fmt.Fprintf(f, "custom-sd flags: `%s`; machine: %d cores, %s\n\n", strings.Join(append([]string{"(defaults)"}, c.extra...), " "), runtime.NumCPU(), runtime.Version())
 	if c.https {
-		fmt.Fprintln(f, "Measured with custom-sd talking to Consul directly over HTTPS (HTTP/2); the counting-proxy run is plain HTTP only, so it is skipped.")
+		fmt.Fprintln(f, "Measured with custom-sd talking to Consul directly over HTTPS (HTTP/2). The counting proxy speaks plain HTTP only, so churn requests are counted by custom-sd's own custom_sd_consul_requests_total, and bytes are not counted.")
 	} else {
 		fmt.Fprintln(f, "Speed is measured with custom-sd talking to Consul directly; requests, bytes and connections in a second run behind a counting proxy.")
 	}
@@ -416,6 +461,7 @@ func report(f *os.File, r *result) {
 	fmt.Fprintln(f, "| measure | value |")
 	fmt.Fprintln(f, "|---|---|")
 	fmt.Fprintf(f, "| first complete file after start | %s |\n", ms(r.firstFile))
+	fmt.Fprintf(f, "| a bare client reading the same data (%d connections, best of 3) / ratio | %s / %.2f× |\n", consul.DefaultMaxConnections, ms(r.bareRead), float64(r.firstFile)/float64(r.bareRead))
 	for _, kind := range []string{"register", "deregister", "health flip"} {
 		ds := r.latency[kind]
 		fmt.Fprintf(f, "| %s → file (n=%d): p50 / p99 / max | %s / %s / %s |\n", kind, len(ds), ms(pct(ds, .5)), ms(pct(ds, .99)), ms(pct(ds, 1)))
@@ -424,12 +470,23 @@ func report(f *os.File, r *result) {
 		fmt.Fprintf(f, "| burst of %d health flips in 1 s: file writes | %d |\n", c.burst, r.burstWrites)
 		fmt.Fprintf(f, "| burst: last change → file shows final state | %s |\n", ms(r.burstConverge))
 	}
+	if c.churn > 0 {
+		ch := r.churn
+		perService := func(n int64) string {
+			if n < 0 {
+				return "not counted"
+			}
+			return fmt.Sprintf("%.1f", float64(n)/float64(max(ch.services, 1)))
+		}
+		fmt.Fprintf(f, "| churn %s, %d changes to %d services: Consul requests / bytes | %d / %s |\n", c.churn, ch.changes, ch.services, ch.requests, counted(ch.bytes))
+		fmt.Fprintf(f, "| churn: Consul requests / bytes per changed service | %s / %s |\n", perService(ch.requests), perService(ch.bytes))
+	}
 	if c.idle > 0 && !c.https {
 		fmt.Fprintf(f, "| idle %s: Consul requests / bytes / file writes | %d / %d / %d |\n", c.idle, r.idleRequests, r.idleBytes, r.idleWrites)
 	}
 	fmt.Fprintf(f, "| first run: most connections to Consul at once (custom-sd's own count) | %.0f |\n", r.directConns)
 	if !c.https {
-		fmt.Fprintf(f, "| second run (start-up, burst, idle): Consul requests / 429 answers | %d / %d |\n", r.requests, r.limited)
+		fmt.Fprintf(f, "| second run (start-up, burst, churn, idle): Consul requests / 429 answers | %d / %d |\n", r.requests, r.limited)
 		fmt.Fprintf(f, "| second run: most connections to Consul at once | %d |\n", r.peakConns)
 	}
 	fmt.Fprintf(f, "| first run: custom-sd peak RSS / CPU time | %.1f MiB / %.2f s |\n", float64(r.peakRSS)/(1<<20), r.cpu.Seconds())
