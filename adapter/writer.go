@@ -26,7 +26,7 @@ type writer struct {
 	ops    fileOps
 
 	cache    map[Key]*cachedGroup
-	keys     []Key     // keys of cache, sorted
+	keys     []Key // keys of cache, sorted
 	seed     maphash.Seed
 	written  *content  // the file's content as last written, or as found at start; nil if unknown
 	baseline int       // targets in the file found at start; -1 if none or unreadable
