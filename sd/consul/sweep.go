@@ -29,9 +29,10 @@ import (
 // index is still the service's own; only services whose index moved are
 // read in full. A sweep started after a doorbell's index was seen covers
 // every write up to that index, so later rings at or below it start nothing.
-// Over time sweeping takes at most a fifth of the time: each sweep adds four
-// times its duration to a debt that drains in real time, and a sweep waits
-// while the debt is above a second.
+// Over time probing takes at most a fifth of the time: each sweep adds four
+// times its duration to a debt that drains in real time (scaled by the share
+// of probes in it: first reads of services are owed in any mode), and a
+// sweep waits while the debt is above a second.
 //
 // The long polls go to the services that changed most recently: a service
 // found changed by a read takes the place of the one that has been quiet
@@ -75,7 +76,9 @@ type sweeper struct {
 	pending uint64 // the highest ring index seen
 
 	sweeping    bool
-	outstanding int  // probes of the running sweep not yet done
+	outstanding int  // reads of the running sweep not yet done
+	size        int  // reads in the running sweep
+	probes      int  // of which probes (the rest are first reads)
 	again       bool // something rang during the running sweep
 	timer       *time.Timer
 	debt        time.Duration // see the comment at the top
@@ -352,10 +355,13 @@ func (r *run) startSweep() {
 	sw.covered = max(sw.covered, sw.pending)
 	sw.sweeping, sw.again, sw.failed, sw.err = true, false, 0, nil
 	sw.started = time.Now()
-	sw.outstanding = len(quiet)
+	sw.outstanding, sw.size, sw.probes = len(quiet), len(quiet), 0
 	r.d.metrics.sweeps.Inc()
 	for _, s := range quiet {
 		sw.queue.push(readJob{name: s.name, gen: s.gen, sweep: true, probe: s.fetched})
+		if s.fetched {
+			sw.probes++
+		}
 	}
 	if sw.outstanding == 0 {
 		r.sweepDone()
@@ -408,7 +414,10 @@ func (r *run) sweepDone() {
 	sw.sweeping = false
 	took := time.Since(sw.started)
 	sw.wait() // settle the debt up to now
-	sw.debt += sweepDebtFactor * took
+	// Only probing runs up debt: first reads are owed whatever the mode
+	// (at start, all of a 10,000-service catalog), and charging them would
+	// hold the first sweep back by four times the start-up.
+	sw.debt += time.Duration(float64(sweepDebtFactor*took) * float64(sw.probes) / float64(max(sw.size, 1)))
 	level.Debug(r.logger).Log("msg", "Sweep done", "took", took, "failed", sw.failed, "long_polls", r.held)
 	if sw.failed > 0 {
 		r.scheduleRetry()
