@@ -464,12 +464,54 @@ func (w *fileWatch) waitFor(ctx context.Context, path string, cond func([]byte) 
 		case <-ctx.Done():
 			return time.Time{}, ctx.Err()
 		case at := <-c:
+			// Judge only the latest replacement: at 100,000 targets reading
+			// and checking the file takes longer than custom-sd takes to
+			// write it again.
+			for drained := false; !drained; {
+				select {
+				case at = <-c:
+				default:
+					drained = true
+				}
+			}
 			b, err := os.ReadFile(path)
 			if err == nil && cond(b) {
 				return at, nil
 			}
 		}
 	}
+}
+
+// healthByID reads every instance's health from the file in one pass.
+func healthByID(b []byte) map[string]string {
+	const idKey, healthKey = `"__meta_consul_service_id":"`, `"__meta_consul_health":"`
+	out := map[string]string{}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		id, health := field(line, idKey), field(line, healthKey)
+		if id != "" {
+			out[id] = health
+		}
+	}
+	return out
+}
+
+// field returns the string value after key in line, or "".
+func field(line []byte, key string) string {
+	i := bytes.Index(line, []byte(key))
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key):]
+	if j := bytes.IndexByte(v, '"'); j >= 0 {
+		return string(v[:j])
+	}
+	return ""
 }
 
 // entryLine returns the file's line for a service instance, or nil.
