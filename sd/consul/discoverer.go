@@ -505,6 +505,7 @@ func (r *run) sendInitial() {
 	slices.SortFunc(groups, func(a, b *adapter.Group) int { return cmp.Compare(a.Source, b.Source) })
 	level.Info(r.logger).Log("msg", "Read every service once", "services", len(groups), "targets", targets)
 	r.sent = true
+	r.endStartup()
 	r.send(groups...)
 }
 

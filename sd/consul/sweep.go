@@ -43,7 +43,7 @@ import (
 // ring is a doorbell's news: a new index, and for the health doorbell the
 // checks that are not passing.
 type ring struct {
-	doorbell string // "nodes" or "checks"
+	doorbell string // "nodes", "checks", or startupDone
 	index    uint64
 	checks   api.HealthChecks
 }
@@ -51,6 +51,8 @@ type ring struct {
 type checkKey struct{ node, id string }
 
 const (
+	// startupDone is the ring of the start-up readers' last exit.
+	startupDone = "startup readers done"
 	// probeFilter matches no instance: a probe returns only the index.
 	probeFilter = `Service.ID == "custom-sd.probe.invalid"`
 	// sweepAllowance is how much sweep debt still lets a sweep start at once.
@@ -89,6 +91,12 @@ type sweeper struct {
 	retryAt     time.Time // no sweep before this, after failures
 	retry       time.Duration
 	handedOver  time.Time // the last hand-over of a long poll
+
+	// Until every service has been read once, the connections the long
+	// polls will take are used by start-up readers, so that the first reads
+	// (at start, all of them) go as fast as the budget allows.
+	stopStartup func() // tells the start-up readers to stop; nil once called
+	startingUp  bool   // start-up readers may still be running: no long polls yet
 }
 
 // wait returns how long the next sweep must wait.
@@ -143,7 +151,22 @@ func (r *run) enterSweepMode() {
 		poll(ctx, r.poller("nodes", "/v1/catalog/nodes", nodesDoorbellFilter), 0, r.d.fetchNodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
 	})
 	for range readers {
-		r.wg.Go(func() { r.readLoop(ctx, sw.queue) })
+		r.wg.Go(func() { r.readLoop(ctx, ctx, sw.queue) })
+	}
+	if extra := sw.heldCap - r.held; extra > 0 && r.held == 0 && !r.sent {
+		startCtx, stop := context.WithCancel(ctx)
+		sw.stopStartup, sw.startingUp = stop, true
+		var startup sync.WaitGroup
+		for range extra {
+			startup.Go(func() { r.readLoop(ctx, startCtx, sw.queue) })
+		}
+		r.wg.Go(func() {
+			startup.Wait()
+			select {
+			case r.ringCh <- ring{doorbell: startupDone}:
+			case <-ctx.Done():
+			}
+		})
 	}
 }
 
@@ -163,10 +186,11 @@ func (r *run) leaveSweepMode() {
 	}
 }
 
-// readLoop reads the services it is given, one at a time.
-func (r *run) readLoop(ctx context.Context, q *readQueue) {
+// readLoop reads the services it is given, one at a time, until popCtx or
+// ctx is done. A read it has begun ends only with ctx.
+func (r *run) readLoop(ctx, popCtx context.Context, q *readQueue) {
 	for {
-		j, ok := q.pop(ctx)
+		j, ok := q.pop(popCtx)
 		if !ok {
 			return
 		}
@@ -201,6 +225,15 @@ func (r *run) readOnce(ctx context.Context, name string, probe bool) ([]*api.Ser
 	return entries, meta.LastIndex, nil
 }
 
+// endStartup stops the start-up readers, once every service has been read;
+// the long polls start when the last has stopped.
+func (r *run) endStartup() {
+	if r.sw != nil && r.sw.stopStartup != nil {
+		r.sw.stopStartup()
+		r.sw.stopStartup = nil
+	}
+}
+
 // readSoon queues a read of s ahead of any sweep.
 func (r *run) readSoon(s *service) {
 	if r.sw != nil && !s.held() {
@@ -211,6 +244,11 @@ func (r *run) readSoon(s *service) {
 // doorbell handles a ring of the nodes or health doorbell.
 func (r *run) doorbell(rg ring) {
 	if r.sw == nil {
+		return
+	}
+	if rg.doorbell == startupDone {
+		r.sw.startingUp = false
+		r.fillHeld()
 		return
 	}
 	if rg.doorbell == "checks" {
@@ -339,7 +377,9 @@ func (r *run) startSweep() {
 	}
 	quiet := make([]*service, 0, len(r.services)-r.held)
 	for _, s := range r.services {
-		if !s.held() {
+		// A service with a read queued needs no probe: at start, that is
+		// every service.
+		if !s.held() && !sw.queue.waiting(s.name) {
 			quiet = append(quiet, s)
 		}
 	}
@@ -449,7 +489,7 @@ func (r *run) scheduleRetry() {
 // quiet longest if all are taken and that one has been quiet for minQuiet.
 func (r *run) promote(s *service) {
 	sw := r.sw
-	if sw.heldCap == 0 || !s.fetched {
+	if sw.heldCap == 0 || !s.fetched || sw.startingUp {
 		return
 	}
 	if r.held >= sw.heldCap {
@@ -473,7 +513,7 @@ func (r *run) promote(s *service) {
 func (r *run) fillHeld() {
 	sw := r.sw
 	free := sw.heldCap - r.held
-	if free <= 0 {
+	if free <= 0 || sw.startingUp {
 		return
 	}
 	var quiet []*service
@@ -528,6 +568,14 @@ func (q *readQueue) push(j readJob) {
 	}
 	q.mu.Unlock()
 	q.signal()
+}
+
+// waiting reports whether a read of name waits in the urgent queue.
+func (q *readQueue) waiting(name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, ok := q.queued[name]
+	return ok
 }
 
 func (q *readQueue) signal() {

@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -35,4 +36,31 @@ func TestSweepDebtCountsProbesOnly(t *testing.T) {
 			})
 		})
 	}
+}
+
+// At start in sweep mode every service is read once, not once by the read
+// queued when it joined and again by the sweep that follows; and the
+// start-up readers hand their connections to the long polls afterwards.
+func TestSweepModeReadsEachServiceOnceAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const services = 200
+		f := fakeWithServices(services, 0)
+		d := fakeDiscoverer(t, f, 16)
+		c, stop := startCollector(t, d)
+		defer stop()
+		settle()
+
+		got, sends := c.snapshot()
+		require.Len(t, got, services)
+		require.Positive(t, sends)
+		require.EqualValues(t, 1, d.sweeping.Load(), "sweep mode")
+		longPolls := d.longPolls.Load()
+		require.Positive(t, longPolls, "long polls after the start-up readers stopped")
+		reads := 0
+		for i := range services {
+			reads += f.count(fmt.Sprintf("/v1/health/service/svc%d", i))
+		}
+		// One read each, and the first request of each long poll.
+		require.EqualValues(t, services+longPolls, reads)
+	})
 }
