@@ -81,7 +81,7 @@ bench: build consul prometheus alternatives
 	  $(BENCH) -services 100 -instances 3 -samples 100 && \
 	  $(BENCH) -services 1000 -instances 3 -samples 30 && \
 	  $(BENCH) -services 1000 -instances 3 -samples 30 -https && \
-	  $(BENCH) -services 10000 -instances 10 -samples 30 && \
+	  $(BENCH) -services 10000 -instances 10 -samples 20 && \
 	  $(BENCH) -services 10000 -instances 10 -samples 30 -https && \
 	  $(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
 		-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS); \
