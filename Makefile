@@ -75,6 +75,10 @@ demo: build consul prometheus
 ## bench: every scenario behind docs/performance.md, then the side-by-side comparison; the tables go to $(BENCH_OUT) (about an hour)
 BENCH_OUT ?= .bench/results.md
 BENCH = $(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd
+COMPARE_SERVICES ?= 1000
+COMPARE_INSTANCES ?= 3
+COMPARE = $(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
+	-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS)
 bench: build consul prometheus alternatives
 	mkdir -p $(dir $(BENCH_OUT))
 	set -o pipefail; { \
@@ -83,18 +87,14 @@ bench: build consul prometheus alternatives
 	  $(BENCH) -services 1000 -instances 3 -samples 30 -https && \
 	  $(BENCH) -services 10000 -instances 10 -samples 20 && \
 	  $(BENCH) -services 10000 -instances 10 -samples 30 -https && \
-	  $(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
-		-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS); \
+	  $(COMPARE); \
 	} | tee $(BENCH_OUT).tmp
 	mv $(BENCH_OUT).tmp $(BENCH_OUT)
 	@echo "tables written to $(BENCH_OUT)"
 
 ## compare: only the side-by-side comparison, custom-sd beside the custom-sd example, consul-template and Prometheus's consul_sd on one catalog
-COMPARE_SERVICES ?= 1000
-COMPARE_INSTANCES ?= 3
 compare: build consul prometheus alternatives
-	$(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
-		-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS)
+	$(COMPARE)
 
 clean:
 	rm -rf bin .demo
