@@ -1,21 +1,16 @@
 package adapter
 
 import (
-	"context"
+	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 func TestNewRejectsBadInput(t *testing.T) {
 	t.Parallel()
@@ -23,115 +18,191 @@ func TestNewRejectsBadInput(t *testing.T) {
 	require.ErrorContains(t, err, "no discoverers")
 	_, err = New(t.TempDir(), map[string]Discoverer{"p": newChanDiscoverer()}, Options{})
 	require.ErrorContains(t, err, "is a directory")
+	_, err = New(filepath.Join(t.TempDir(), "x.json"), map[string]Discoverer{"p": newChanDiscoverer()}, Options{Shards: -1})
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "Shards", fe.Field)
+}
+
+func TestOptionsValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		opts  Options
+		field string // "" for valid
+	}{
+		{"zero value", Options{}, ""},
+		{"everything set", Options{FileMode: 0o640, Interval: time.Second, MaxRemoval: 1, RemovalHold: time.Minute, Shards: 3}, ""},
+		{"file mode with a type bit", Options{FileMode: os.ModeDir | 0o644}, "FileMode"},
+		{"negative interval", Options{Interval: -time.Second}, "Interval"},
+		{"negative max removal", Options{MaxRemoval: -0.5}, "MaxRemoval"},
+		{"negative removal hold", Options{RemovalHold: -time.Second}, "RemovalHold"},
+		{"negative shards", Options{Shards: -2}, "Shards"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.opts.Validate()
+			if tc.field == "" {
+				require.NoError(t, err)
+				return
+			}
+			var fe *FieldError
+			require.True(t, errors.As(err, &fe), "a FieldError: %v", err)
+			require.Equal(t, tc.field, fe.Field)
+		})
+	}
 }
 
 func TestAdapterWritesOnlyCompleteSetsAndRetriesFailedWrites(t *testing.T) {
-	t.Parallel()
-	dir := filepath.Join(t.TempDir(), "not-yet")
-	path := filepath.Join(dir, "out.json")
-	a1, a2 := newChanDiscoverer(), newChanDiscoverer()
-	a, err := New(path, map[string]Discoverer{"a": a1, "b": a2}, Options{Interval: time.Millisecond})
-	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "not-yet")
+		path := filepath.Join(dir, "out.json")
+		a1, a2 := newChanDiscoverer(), newChanDiscoverer()
+		a, err := New(path, map[string]Discoverer{"a": a1, "b": a2}, Options{})
+		require.NoError(t, err)
+		startAdapter(t, a)
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
+		a1.in <- []*Group{group("x", "127.0.0.1:1")}
+		synctest.Wait()
+		require.False(t, a.Ready(), "b has not sent its first set")
+		require.Nil(t, a.Snapshot(), "no complete set yet")
 
-	a1.in <- []*Group{group("x", "127.0.0.1:1")}
-	require.False(t, a.Ready(), "b has not sent its first set")
-	require.Nil(t, a.Targets(), "no complete set yet")
+		// The output directory is missing: the write fails and is retried.
+		// The complete set is already there to serve.
+		a2.in <- []*Group{group("y", "127.0.0.1:2")}
+		synctest.Wait()
+		failures := a.metrics.writes.WithLabelValues("failure")
+		require.Equal(t, 1.0, testutil.ToFloat64(failures))
+		time.Sleep(maxRetryDelay)
+		synctest.Wait()
+		require.GreaterOrEqual(t, testutil.ToFloat64(failures), 2.0, "failed writes are retried")
+		require.False(t, a.Ready())
+		require.Equal(t, 2, a.Snapshot().Targets())
+		require.Equal(t, 2.0, testutil.ToFloat64(a.metrics.targets))
+		require.Zero(t, testutil.ToFloat64(a.metrics.lastWrite))
 
-	// The output directory is missing: the write fails and is retried. The
-	// complete set is already there for HTTP SD.
-	a2.in <- []*Group{group("y", "127.0.0.1:2")}
-	failures := a.metrics.writes.WithLabelValues("failure")
-	require.Eventually(t, func() bool { return testutil.ToFloat64(failures) >= 2 }, 20*time.Second, 10*time.Millisecond, "failed writes are counted and retried")
-	require.False(t, a.Ready())
-	require.NotNil(t, a.Targets())
-	require.Equal(t, 2, a.Targets().Targets())
-	require.Equal(t, 2.0, testutil.ToFloat64(a.metrics.targets))
-	require.Zero(t, testutil.ToFloat64(a.metrics.lastWrite))
-	require.NoError(t, os.Mkdir(dir, 0o755))
-	require.Eventually(t, a.Ready, 20*time.Second, 10*time.Millisecond)
-	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")))
-	require.Positive(t, testutil.ToFloat64(a.metrics.lastWrite))
+		require.NoError(t, os.Mkdir(dir, 0o755))
+		time.Sleep(maxRetryDelay)
+		synctest.Wait()
+		require.True(t, a.Ready())
+		require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")))
+		require.Positive(t, testutil.ToFloat64(a.metrics.lastWrite))
+		got := readFile(t, path)
+		require.Contains(t, got, "127.0.0.1:1")
+		require.Contains(t, got, "127.0.0.1:2")
+	})
+}
 
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Contains(t, string(b), "127.0.0.1:1")
-	require.Contains(t, string(b), "127.0.0.1:2")
-	require.EqualValues(t, 1, a.Writes())
+// The first change after a quiet period is written at once; changes within
+// the interval of a write are written together at its end.
+func TestAdapterWritesOnTheLeadingEdgeThenCoalesces(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "out.json")
+		d := newChanDiscoverer()
+		a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Second})
+		require.NoError(t, err)
+		startAdapter(t, a)
+		writes := func() float64 { return testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")) }
 
-	cancel()
-	require.NoError(t, <-done)
+		d.in <- []*Group{group("web", "127.0.0.1:1")}
+		synctest.Wait()
+		require.Equal(t, 1.0, writes(), "the first set is written at once")
+
+		d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2")}
+		d.in <- []*Group{group("db", "127.0.0.1:3")}
+		d.in <- []*Group{{Source: "db"}}
+		synctest.Wait()
+		require.Equal(t, 1.0, writes(), "changes within the interval wait")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, 2.0, writes(), "and are written together")
+		require.Equal(t, 2, a.Snapshot().Targets())
+		require.NotContains(t, readFile(t, path), "127.0.0.1:3", "the deleted group is gone")
+
+		time.Sleep(10 * time.Second)
+		d.in <- []*Group{group("web", "127.0.0.1:2")}
+		synctest.Wait()
+		require.Equal(t, 3.0, writes(), "a change after a quiet period is written at once")
+		require.EqualValues(t, 5, a.manager.updates.Load())
+		require.EqualValues(t, 3, a.manager.handOuts.Load())
+	})
 }
 
 func TestAdapterHoldsBackAMassRemoval(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "out.json")
-	d := newChanDiscoverer()
-	a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, RemovalHold: time.Hour})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "out.json")
+		d := newChanDiscoverer()
+		a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, RemovalHold: time.Hour})
+		require.NoError(t, err)
+		startAdapter(t, a)
 
-	d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"), group("db", "127.0.0.1:9")}
-	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
-	good, err := os.ReadFile(path)
-	require.NoError(t, err)
-	kept := a.Targets()
+		d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"), group("db", "127.0.0.1:9")}
+		synctest.Wait()
+		require.True(t, a.Ready())
+		good := readFile(t, path)
+		kept := a.Snapshot()
 
-	// Four of five targets go: held back, in the file and in HTTP SD.
-	d.in <- []*Group{{Source: "web"}}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardHolding) == 1 }, 10*time.Second, time.Millisecond)
-	require.Equal(t, 4.0, testutil.ToFloat64(a.metrics.guardRemoved))
-	require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.guardHolds))
-	now, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, string(good), string(now))
-	require.Same(t, kept, a.Targets())
+		// Four of five targets go: held back, in the file and the snapshot.
+		d.in <- []*Group{{Source: "web"}}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.guardHolding))
+		require.Equal(t, 4.0, testutil.ToFloat64(a.metrics.guardRemoved))
+		require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.guardHolds))
+		require.Equal(t, good, readFile(t, path))
+		require.Same(t, kept, a.Snapshot())
 
-	// One comes back: three of five still gone, still held.
-	d.in <- []*Group{group("web", "127.0.0.1:1")}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardRemoved) == 3 }, 10*time.Second, time.Millisecond)
-	require.Same(t, kept, a.Targets())
+		// One comes back: three of five still gone, still held.
+		d.in <- []*Group{group("web", "127.0.0.1:1")}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Equal(t, 3.0, testutil.ToFloat64(a.metrics.guardRemoved))
+		require.Same(t, kept, a.Snapshot())
 
-	// Two more come back, one new: two of five gone is within the share;
-	// the guard lets go.
-	d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:5")}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardHolding) == 0 }, 10*time.Second, time.Millisecond)
-	require.Equal(t, 4, a.Targets().Targets())
-	require.Eventually(t, func() bool {
-		b, err := os.ReadFile(path)
-		return err == nil && strings.Contains(string(b), "127.0.0.1:5")
-	}, 10*time.Second, time.Millisecond, "the file follows")
-
-	cancel()
-	require.NoError(t, <-done)
+		// Two more come back, one new: two of five gone is within the share;
+		// the guard lets go.
+		d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:5")}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.Zero(t, testutil.ToFloat64(a.metrics.guardHolding))
+		require.Equal(t, 4, a.Snapshot().Targets())
+		require.Contains(t, readFile(t, path), "127.0.0.1:5", "the file follows")
+		require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.guardHolds))
+	})
 }
 
 func TestAdapterGuardsAFileFromAnEarlierRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "out.json")
+		old := `[{"targets":["127.0.0.1:1","127.0.0.1:2"],"labels":{}}]` + "\n"
+		require.NoError(t, os.WriteFile(path, []byte(old), 0o644))
+		d := newChanDiscoverer()
+		a, err := New(path, map[string]Discoverer{"p": d}, Options{RemovalHold: time.Minute})
+		require.NoError(t, err)
+		startAdapter(t, a)
+
+		// An empty first set is held against the file on disk, then applied
+		// once it has lasted for the hold time, with no new update needed.
+		d.in <- []*Group{}
+		synctest.Wait()
+		require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.guardHolds))
+		require.False(t, a.Ready())
+		require.Nil(t, a.Snapshot())
+		require.Equal(t, old, readFile(t, path))
+
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.True(t, a.Ready())
+		require.Equal(t, "[]\n", readFile(t, path))
+	})
+}
+
+func TestFieldErrorFormat(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "out.json")
-	old := `[{"targets":["127.0.0.1:1","127.0.0.1:2"],"labels":{}}]` + "\n"
-	require.NoError(t, os.WriteFile(path, []byte(old), 0o644))
-	d := newChanDiscoverer()
-	a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, RemovalHold: 50 * time.Millisecond})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
-
-	// An empty first set is held against the file on disk, then applied
-	// once it has lasted for the hold time, with no new update needed.
-	d.in <- []*Group{}
-	require.Eventually(t, func() bool { return testutil.ToFloat64(a.metrics.guardHolds) == 1 }, 10*time.Second, time.Millisecond)
-	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	require.Equal(t, "[]\n", string(b))
-
-	cancel()
-	require.NoError(t, <-done)
+	e := &FieldError{Field: "A", Err: errors.New("cannot be combined with {B} or {C.D}")}
+	require.Equal(t, "A: cannot be combined with B or C.D", e.Error())
+	flags := map[string]string{"A": "--a", "B": "--b", "C.D": "--c.d"}
+	require.Equal(t, "--a: cannot be combined with --b or --c.d", e.Format(func(f string) string { return flags[f] }))
+	plain := &FieldError{Field: "A", Err: errors.New("no braces")}
+	require.Equal(t, "A: no braces", plain.Error())
 }

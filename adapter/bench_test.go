@@ -39,33 +39,41 @@ var benchSizes = []struct{ groups, perGroup int }{{100, 10}, {1000, 10}, {10000,
 func BenchmarkUpdateOneChanged(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprintf("targets=%d", size.groups*size.perGroup), func(b *testing.B) {
-			w, err := newWriter(filepath.Join(b.TempDir(), "out.json"), 0o644, log.NewNopLogger())
+			w, err := newWriter(filepath.Join(b.TempDir(), "out.json"), 0, 0o644, log.NewNopLogger())
 			if err != nil {
 				b.Fatal(err)
 			}
-			set := benchSet(size.groups, size.perGroup)
-			if _, _, err := w.update(set); err != nil {
+			m := newManager([]string{"consul"}, 1, 0)
+			groups := benchSet(size.groups, size.perGroup)
+			all := make([]*Group, 0, len(groups))
+			for _, g := range groups {
+				all = append(all, g)
+			}
+			m.receive("consul", all)
+			if _, err := w.write(w.render(m.groups)); err != nil {
 				b.Fatal(err)
 			}
-			changed := benchSet(1, size.perGroup)[Key{"consul", "svc-00000"}]
-			orig := set[Key{"consul", "svc-00000"}]
+			orig := groups[Key{"consul", "svc-00000"}]
+			changed := &Group{Source: orig.Source, Labels: orig.Labels, Targets: orig.Targets[1:]}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if i%2 == 0 {
-					set[Key{"consul", "svc-00000"}] = &Group{Source: changed.Source, Labels: changed.Labels, Targets: changed.Targets[1:]}
-				} else {
-					set[Key{"consul", "svc-00000"}] = orig
+				// What the adapter does per change: encode the changed group,
+				// render the set and write it.
+				g := changed
+				if i%2 == 1 {
+					g = orig
 				}
-				if _, _, err := w.update(set); err != nil {
+				m.receive("consul", []*Group{g})
+				if _, err := w.write(w.render(m.groups)); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(w.written.size), "file-bytes")
-			// What the writer keeps between rewrites: each group's encoding.
+			b.ReportMetric(float64(w.onDisk.size), "file-bytes")
+			// What the adapter keeps between rewrites: each group's encoding.
 			held := 0
-			for _, c := range w.cache {
-				held += cap(c.chunk)
+			for _, e := range m.groups {
+				held += cap(e.chunks[0])
 			}
 			b.ReportMetric(float64(held), "held-bytes")
 		})
@@ -78,16 +86,22 @@ func BenchmarkUpdateAllChanged(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(fmt.Sprintf("targets=%d", size.groups*size.perGroup), func(b *testing.B) {
 			dir := b.TempDir()
-			set := benchSet(size.groups, size.perGroup)
+			groups := benchSet(size.groups, size.perGroup)
+			all := make([]*Group, 0, len(groups))
+			for _, g := range groups {
+				all = append(all, g)
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
-				w, err := newWriter(filepath.Join(dir, "out.json"), 0o644, log.NewNopLogger())
+				w, err := newWriter(filepath.Join(dir, "out.json"), 0, 0o644, log.NewNopLogger())
 				if err != nil {
 					b.Fatal(err)
 				}
-				w.written = nil // force the write
-				if _, _, err := w.update(set); err != nil {
+				w.onDisk = nil // force the write
+				m := newManager([]string{"consul"}, 1, 0)
+				m.receive("consul", all)
+				if _, err := w.write(w.render(m.groups)); err != nil {
 					b.Fatal(err)
 				}
 			}

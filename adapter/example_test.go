@@ -44,15 +44,16 @@ func Example() {
 		panic(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
 	for !a.Ready() {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
-	if err := <-done; err != nil {
-		panic(err)
-	}
+	<-done
 
 	b, err := os.ReadFile(path)
 	if err != nil {

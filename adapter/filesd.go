@@ -17,16 +17,50 @@ type customSD struct {
 	labels  []byte // Labels encoded as a JSON object, names sorted
 }
 
-// toFileSD converts a group into file_sd entries. Targets whose merged label
-// sets are equal share one entry; each entry's targets are sorted, and
-// entries are ordered by their first target, then by labels. Targets that
-// Prometheus would reject (no address, an invalid label name or value) are
-// left out and reported in skipped.
-func toFileSD(g *Group) (entries []*customSD, skipped []error) {
+// encoded is a group converted to file_sd entries and encoded, split into
+// shards. It is immutable: writers and snapshots share its chunks.
+type encoded struct {
+	chunks  [][]byte // per shard: the entries, one per line, without a final separator; nil if none
+	targets []int    // per shard
+}
+
+// encode converts g into file_sd entries and encodes them, split into
+// shards by target address (all in shard 0 when shards is 1). Targets that
+// Prometheus would reject are left out and reported in skipped.
+func encode(g *Group, shards int) (enc *encoded, skipped []error) {
+	parts := [][]model.LabelSet{g.Targets}
+	if shards > 1 {
+		parts = make([][]model.LabelSet, shards)
+		for _, t := range g.Targets {
+			addr, ok := t[model.AddressLabel]
+			if !ok {
+				addr = g.Labels[model.AddressLabel]
+			}
+			i := ShardOf(string(addr), shards)
+			parts[i] = append(parts[i], t)
+		}
+	}
+	enc = &encoded{chunks: make([][]byte, len(parts)), targets: make([]int, len(parts))}
+	for i, targets := range parts {
+		entries, rejected := toFileSD(g.Source, g.Labels, targets)
+		skipped = append(skipped, rejected...)
+		if len(entries) > 0 {
+			enc.chunks[i], enc.targets[i] = encodeGroup(entries)
+		}
+	}
+	return enc, skipped
+}
+
+// toFileSD converts targets of a group into file_sd entries. Targets whose
+// merged label sets are equal share one entry; each entry's targets are
+// sorted, and entries are ordered by their first target, then by labels.
+// Targets that Prometheus would reject (no address, an invalid label name or
+// value) are left out and reported in skipped.
+func toFileSD(source string, labels model.LabelSet, targets []model.LabelSet) (entries []*customSD, skipped []error) {
 	byLabels := map[string]*customSD{}
-	for _, t := range g.Targets {
-		merged := make(model.LabelSet, len(g.Labels)+len(t))
-		for n, v := range g.Labels {
+	for _, t := range targets {
+		merged := make(model.LabelSet, len(labels)+len(t))
+		for n, v := range labels {
 			merged[n] = v
 		}
 		for n, v := range t {
@@ -35,7 +69,7 @@ func toFileSD(g *Group) (entries []*customSD, skipped []error) {
 		addr := string(merged[model.AddressLabel])
 		delete(merged, model.AddressLabel)
 		if err := validTarget(addr, merged); err != nil {
-			skipped = append(skipped, fmt.Errorf("source %q: %w", g.Source, err))
+			skipped = append(skipped, fmt.Errorf("source %q: %w", source, err))
 			continue
 		}
 		enc := appendLabels(nil, merged)

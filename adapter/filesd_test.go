@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+var updateGolden = flag.Bool("update", false, "rewrite golden files")
 
 // fileSDEntry is file_sd's format, decoded the way Prometheus decodes it.
 type fileSDEntry struct {
@@ -66,7 +66,7 @@ func TestToFileSD(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			entries, skipped := toFileSD(tc.group)
+			entries, skipped := toFileSD(tc.group.Source, tc.group.Labels, tc.group.Targets)
 			require.Len(t, skipped, tc.skipped)
 			var got []fileSDEntry
 			for _, e := range entries {
@@ -124,14 +124,11 @@ func goldenSet() map[Key]*Group {
 
 func TestRenderGolden(t *testing.T) {
 	t.Parallel()
-	w := &writer{cache: map[Key]*cachedGroup{}}
-	changed, skipped := w.apply(goldenSet())
-	require.True(t, changed)
-	require.Zero(t, skipped)
-	got := w.snapshot().JSON()
+	w := newTestWriter(t, filepath.Join(t.TempDir(), "out.json"), 0o644)
+	got := w.render(encodeSet(t, goldenSet())).JSON()
 
 	golden := filepath.Join("testdata", "filesd.golden.json")
-	if *update {
+	if *updateGolden {
 		require.NoError(t, os.WriteFile(golden, got, 0o644))
 	}
 	want, err := os.ReadFile(golden)
@@ -145,9 +142,8 @@ func TestRenderGolden(t *testing.T) {
 
 func TestRenderEmpty(t *testing.T) {
 	t.Parallel()
-	w := &writer{cache: map[Key]*cachedGroup{}}
-	w.apply(map[Key]*Group{})
-	require.Equal(t, "[]\n", string(w.snapshot().JSON()))
+	w := newTestWriter(t, filepath.Join(t.TempDir(), "out.json"), 0o644)
+	require.Equal(t, "[]\n", string(w.render(map[Key]*encoded{}).JSON()))
 }
 
 // The snapshot is never held rendered: JSON, WriteTo, Size, Filter and the
@@ -166,8 +162,8 @@ func TestSnapshotRenderingsAgree(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out.json")
 			w := newTestWriter(t, path, 0o644)
-			snap, _ := w.prepare(tc.set)
-			_, err := w.commit(snap)
+			snap := w.render(encodeSet(t, tc.set))
+			_, err := w.write(snap)
 			require.NoError(t, err)
 
 			whole := snap.JSON()

@@ -2,10 +2,10 @@ package adapter
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"testing"
 	"unicode/utf8"
 
-	"github.com/go-kit/log"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
@@ -28,9 +28,10 @@ func FuzzFileSD(f *testing.F) {
 			Labels:  model.LabelSet{model.LabelName(name2): model.LabelValue(value2)},
 			Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(addr1), model.LabelName(name1): model.LabelValue(value1)}, {model.AddressLabel: model.LabelValue(addr2)}},
 		}
-		w := &writer{logger: log.NewNopLogger(), cache: map[Key]*cachedGroup{}, baseline: -1}
-		snap, skipped := w.prepare(map[Key]*Group{{Provider: "p", Source: "fuzz"}: g})
-		data := snap.JSON()
+		enc, rejected := encode(g, 1)
+		skipped := len(rejected)
+		w := newTestWriter(t, filepath.Join(t.TempDir(), "out.json"), 0o644)
+		data := w.render(map[Key]*encoded{{Provider: "p", Source: "fuzz"}: enc}).JSON()
 
 		require.True(t, json.Valid(data), "valid JSON: %q", data)
 		var entries []struct {

@@ -1,18 +1,6 @@
 package adapter
 
-import (
-	"time"
-)
-
-// Defaults for the mass-removal guard.
-const (
-	// DefaultMaxRemoval is the largest share of the current targets one
-	// update may remove without being held back.
-	DefaultMaxRemoval = 0.5
-	// DefaultRemovalHold is how long an update that removes more must keep
-	// doing so before it is applied.
-	DefaultRemovalHold = 5 * time.Minute
-)
+import "time"
 
 // guard holds back updates that would remove a large share of the targets
 // at once. An empty catalog is what Consul answers to a token without read

@@ -7,24 +7,20 @@ import (
 // metrics are the adapter's own metrics. The Adapter is a
 // prometheus.Collector for them.
 type metrics struct {
-	writes     *prometheus.CounterVec
-	lastWrite  prometheus.Gauge
-	lastSync   prometheus.Gauge
-	targets    prometheus.Gauge
-	groups     prometheus.Gauge
-	fileBytes  prometheus.Gauge
-	skipped    prometheus.Counter
-	updates    prometheus.CounterFunc
-	syncs      prometheus.CounterFunc
-	coalesced  prometheus.CounterFunc
-	collectors []prometheus.Collector
-
+	writes       *prometheus.CounterVec
+	lastWrite    prometheus.Gauge
+	lastSync     prometheus.Gauge
+	targets      prometheus.Gauge
+	groups       prometheus.Gauge
+	fileBytes    prometheus.Gauge
+	skipped      prometheus.Counter
 	guardHolding prometheus.Gauge
 	guardHolds   prometheus.Counter
 	guardRemoved prometheus.Gauge
+	collectors   []prometheus.Collector
 }
 
-func newMetrics(m *Manager) *metrics {
+func newMetrics(m *manager) *metrics {
 	x := &metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custom_sd_file_writes_total",
@@ -40,11 +36,11 @@ func newMetrics(m *Manager) *metrics {
 		}),
 		targets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "custom_sd_targets",
-			Help: "Targets in the current complete set, as served by HTTP SD and written to the file.",
+			Help: "Targets in the current complete set, as written to the file and served by HTTP SD.",
 		}),
 		groups: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "custom_sd_target_groups",
-			Help: "Target groups (one per Consul service) in the current complete set.",
+			Help: "Target groups (sources) in the current complete set.",
 		}),
 		fileBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "custom_sd_file_bytes",
@@ -54,35 +50,36 @@ func newMetrics(m *Manager) *metrics {
 			Name: "custom_sd_targets_skipped_total",
 			Help: "Targets left out because Prometheus would reject them (no address, invalid label).",
 		}),
-		updates: prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "custom_sd_updates_received_total",
-			Help: "Updates the discoverers sent to the manager.",
-		}, func() float64 { u, _ := m.Stats(); return float64(u) }),
-		syncs: prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "custom_sd_syncs_total",
-			Help: "Complete sets the manager handed to the writer.",
-		}, func() float64 { _, s := m.Stats(); return float64(s) }),
-		coalesced: prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "custom_sd_updates_coalesced_total",
-			Help: "Updates merged into a later hand-out instead of causing one of their own.",
-		}, func() float64 { u, s := m.Stats(); return float64(u - min(u, s)) }),
+		guardHolding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "custom_sd_removal_guard_holding",
+			Help: "1 while an update that would remove more than the allowed share of the targets is held back, else 0.",
+		}),
+		guardHolds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "custom_sd_removal_guard_holds_total",
+			Help: "Times an update was held back for removing too many targets at once.",
+		}),
+		guardRemoved: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "custom_sd_removal_guard_held_targets",
+			Help: "Targets the held-back update would remove; 0 when nothing is held.",
+		}),
 	}
-	x.guardHolding = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "custom_sd_removal_guard_holding",
-		Help: "1 while an update that would remove more than --output.max-removal of the targets is held back, else 0.",
-	})
-	x.guardHolds = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "custom_sd_removal_guard_holds_total",
-		Help: "Times an update was held back for removing too many targets at once.",
-	})
-	x.guardRemoved = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "custom_sd_removal_guard_held_targets",
-		Help: "Targets the held-back update would remove; 0 when nothing is held.",
-	})
+	updates := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "custom_sd_updates_received_total",
+		Help: "Updates the discoverers sent.",
+	}, func() float64 { return float64(m.updates.Load()) })
+	syncs := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "custom_sd_syncs_total",
+		Help: "Complete sets handed to the output.",
+	}, func() float64 { return float64(m.handOuts.Load()) })
+	coalesced := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "custom_sd_updates_coalesced_total",
+		Help: "Updates merged into a later hand-out instead of causing one of their own.",
+	}, func() float64 { u, h := m.updates.Load(), m.handOuts.Load(); return float64(u - min(u, h)) })
 	for _, r := range []string{"success", "failure"} {
 		x.writes.WithLabelValues(r)
 	}
-	x.collectors = []prometheus.Collector{x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped, x.updates, x.syncs, x.coalesced, x.guardHolding, x.guardHolds, x.guardRemoved}
+	x.collectors = []prometheus.Collector{x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped,
+		updates, syncs, coalesced, x.guardHolding, x.guardHolds, x.guardRemoved}
 	return x
 }
 
@@ -98,4 +95,11 @@ func (a *Adapter) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range a.metrics.collectors {
 		c.Collect(ch)
 	}
+}
+
+func oneIf(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

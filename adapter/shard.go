@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"context"
 	"crypto/md5"
 	"encoding/binary"
 	"fmt"
@@ -27,56 +28,60 @@ func ShardPath(path string, i int) string {
 	return fmt.Sprintf("%s.%d%s", strings.TrimSuffix(path, ext), i, ext)
 }
 
-// sharder splits full sets of groups into shards by target address. It
-// keeps each group's split until the group changes, so the writers' caches
-// (which compare groups by identity) keep working.
-type sharder struct {
-	n     int
-	cache map[Key]*split
+// OnlyShard returns a Discoverer that passes on the targets of d whose
+// address is in shard i of n (see ShardOf), for an adapter that writes one
+// shard to a file of its own.
+func OnlyShard(d Discoverer, i, n int) Discoverer {
+	return shardFilter{d: d, i: i, n: n}
 }
 
-type split struct {
-	src   *Group
-	parts []*Group // one per shard; nil where the group has no target
+type shardFilter struct {
+	d    Discoverer
+	i, n int
 }
 
-func newSharder(n int) *sharder { return &sharder{n: n, cache: map[Key]*split{}} }
-
-// split returns one set per shard.
-func (s *sharder) split(set map[Key]*Group) []map[Key]*Group {
-	out := make([]map[Key]*Group, s.n)
-	for i := range out {
-		out[i] = map[Key]*Group{}
-	}
-	for k := range s.cache {
-		if _, ok := set[k]; !ok {
-			delete(s.cache, k)
-		}
-	}
-	for k, g := range set {
-		sp := s.cache[k]
-		if sp == nil || sp.src != g {
-			sp = &split{src: g, parts: make([]*Group, s.n)}
-			for _, t := range g.Targets {
-				addr, ok := t[model.AddressLabel]
-				if !ok {
-					addr = g.Labels[model.AddressLabel]
-				}
-				i := ShardOf(string(addr), s.n)
-				if sp.parts[i] == nil {
-					sp.parts[i] = &Group{Source: g.Source, Labels: g.Labels}
-				}
-				sp.parts[i].Targets = append(sp.parts[i].Targets, t)
+func (f shardFilter) Run(ctx context.Context, up chan<- []*Group) {
+	in := make(chan []*Group)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.d.Run(ctx, in)
+	}()
+	defer func() { <-done }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case groups := <-in:
+			out := make([]*Group, len(groups))
+			for j, g := range groups {
+				out[j] = f.keep(g)
 			}
-			s.cache[k] = sp
-		}
-		for i, p := range sp.parts {
-			if p != nil {
-				out[i][k] = p
+			select {
+			case up <- out:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}
-	return out
+}
+
+// keep returns g with only the targets of the shard.
+func (f shardFilter) keep(g *Group) *Group {
+	if g == nil {
+		return nil
+	}
+	kept := &Group{Source: g.Source, Labels: g.Labels}
+	for _, t := range g.Targets {
+		addr, ok := t[model.AddressLabel]
+		if !ok {
+			addr = g.Labels[model.AddressLabel]
+		}
+		if ShardOf(string(addr), f.n) == f.i {
+			kept.Targets = append(kept.Targets, t)
+		}
+	}
+	return kept
 }
 
 // mergeSnapshots joins the snapshots of every shard into one set, shard

@@ -1,16 +1,15 @@
 package adapter
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+	"testing/synctest"
 
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -43,88 +42,81 @@ func TestShardOfIsStableAndSpreads(t *testing.T) {
 	}
 }
 
-func TestSharderSplitsAndKeepsSplits(t *testing.T) {
+func TestEncodeSplitsByShard(t *testing.T) {
 	t.Parallel()
-	s := newSharder(3)
 	web := group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5")
-	db := group("db", "127.0.0.2:1")
-	set := map[Key]*Group{{"p", "web"}: web, {"p", "db"}: db}
-	parts := s.split(set)
+	enc, skipped := encode(web, 3)
+	require.Empty(t, skipped)
+	require.Len(t, enc.chunks, 3)
 	var all []string
-	for i, part := range parts {
-		for _, g := range part {
-			for _, tg := range g.Targets {
-				addr := string(tg[model.AddressLabel])
+	total := 0
+	for i, chunk := range enc.chunks {
+		var entries []fileSDEntry
+		require.NoError(t, json.Unmarshal(append(append([]byte("["), chunk...), ']'), &entries))
+		n := 0
+		for _, e := range entries {
+			for _, addr := range e.Targets {
 				require.Equal(t, i, ShardOf(addr, 3), "%s is in the shard hashmod gives it", addr)
 				all = append(all, addr)
+				n++
 			}
 		}
+		require.Equal(t, n, enc.targets[i])
+		total += n
 	}
 	slices.Sort(all)
-	require.Equal(t, []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5", "127.0.0.2:1"}, all, "the union is the whole set")
-
-	// An unchanged group keeps its parts, so writers see the same pointers.
-	again := s.split(map[Key]*Group{{"p", "web"}: web})
-	for i := range parts {
-		require.Same(t, parts[i][Key{"p", "web"}], again[i][Key{"p", "web"}])
-		require.NotContains(t, again[i], Key{"p", "db"})
-	}
+	require.Equal(t, []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "127.0.0.1:5"}, all, "the union is the whole group")
+	require.Equal(t, 5, total)
 }
 
 func TestAdapterWritesShards(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "out.json")
 	var addrs []string
 	for i := range 20 {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", 9000+i))
 	}
-	d := newChanDiscoverer()
-	a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, Shards: 3})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- a.Run(ctx) }()
-	d.in <- []*Group{group("web", addrs...)}
-	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
+	t.Run("every shard", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "out.json")
+			d := newChanDiscoverer()
+			a, err := New(path, map[string]Discoverer{"p": d}, Options{Shards: 3})
+			require.NoError(t, err)
+			startAdapter(t, a)
+			d.in <- []*Group{group("web", addrs...)}
+			synctest.Wait()
+			require.True(t, a.Ready())
 
-	var all []string
-	for i := range 3 {
-		b, err := os.ReadFile(ShardPath(path, i))
-		require.NoError(t, err)
-		for _, addr := range addrs {
-			if ShardOf(addr, 3) == i {
-				require.Contains(t, string(b), `"`+addr+`"`)
-				all = append(all, addr)
-			} else {
-				require.NotContains(t, string(b), `"`+addr+`"`)
+			var all []string
+			for i := range 3 {
+				b := readFile(t, ShardPath(path, i))
+				for _, addr := range addrs {
+					if ShardOf(addr, 3) == i {
+						require.Contains(t, b, `"`+addr+`"`)
+						all = append(all, addr)
+					} else {
+						require.NotContains(t, b, `"`+addr+`"`)
+					}
+				}
 			}
-		}
-	}
-	require.Len(t, all, len(addrs))
-	require.Equal(t, len(addrs), a.Targets().Targets(), "HTTP SD serves every shard")
-	_, err = os.Stat(path)
-	require.ErrorIs(t, err, os.ErrNotExist, "no unsharded file")
-	cancel()
-	require.NoError(t, <-done)
-
-	// One shard only, to the path as given.
-	one := filepath.Join(dir, "one.json")
-	d = newChanDiscoverer()
-	a, err = New(one, map[string]Discoverer{"p": d}, Options{Interval: time.Millisecond, Shards: 3, OneShard: true, Shard: 2})
-	require.NoError(t, err)
-	ctx, cancel = context.WithCancel(t.Context())
-	go func() { done <- a.Run(ctx) }()
-	d.in <- []*Group{group("web", addrs...)}
-	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
-	b, err := os.ReadFile(one)
-	require.NoError(t, err)
-	for _, addr := range addrs {
-		require.Equal(t, ShardOf(addr, 3) == 2, strings.Contains(string(b), `"`+addr+`"`), addr)
-	}
-	cancel()
-	require.NoError(t, <-done)
-
-	_, err = New(one, map[string]Discoverer{"p": d}, Options{Shards: 3, OneShard: true, Shard: 3})
-	require.ErrorContains(t, err, "shard 3 of 3 does not exist")
+			require.Len(t, all, len(addrs))
+			require.Equal(t, len(addrs), a.Snapshot().Targets(), "the snapshot holds every shard")
+			_, err = os.Stat(path)
+			require.ErrorIs(t, err, os.ErrNotExist, "no unsharded file")
+		})
+	})
+	t.Run("one shard, to the path as given", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			one := filepath.Join(t.TempDir(), "one.json")
+			d := newChanDiscoverer()
+			a, err := New(one, map[string]Discoverer{"p": OnlyShard(d, 2, 3)}, Options{})
+			require.NoError(t, err)
+			startAdapter(t, a)
+			d.in <- []*Group{group("web", addrs...)}
+			synctest.Wait()
+			require.True(t, a.Ready())
+			b := readFile(t, one)
+			for _, addr := range addrs {
+				require.Equal(t, ShardOf(addr, 3) == 2, strings.Contains(b, `"`+addr+`"`), addr)
+			}
+		})
+	})
 }

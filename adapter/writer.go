@@ -15,57 +15,45 @@ import (
 	"github.com/go-kit/log/level"
 )
 
-// writer keeps a file_sd file in step with full sets of groups. It caches
-// each group's converted entries and their encoding, so an update re-encodes
-// only the groups that changed, and it writes only when the bytes differ from
-// what the file already holds.
+// writer keeps one file_sd file in step with complete sets of encoded
+// groups. It renders a set into a Snapshot, reusing the previous one when no
+// group changed, and writes a snapshot only when its bytes differ from what
+// the file holds.
 type writer struct {
 	path   string
 	mode   os.FileMode
 	logger log.Logger
 	ops    fileOps
 
-	cache    map[Key]*cachedGroup
-	keys     []Key // keys of cache, sorted
-	seed     maphash.Seed
-	written  *content  // the file's content as last written, or as found at start; nil if unknown
-	baseline int       // targets in the file found at start; -1 if none or unreadable
-	pending  *Snapshot // content not yet on disk, or nil
-	latest   *Snapshot // the cache, rendered
-	current  *Snapshot // what the file holds or is about to
+	shard    int                   // which shard of each encoded group this file holds
+	groups   map[Key]renderedGroup // the set last rendered
+	keys     []Key                 // keys of groups, sorted
+	rendered *Snapshot             // the set last rendered; nil before the first
+	seed     maphash.Seed          // for hashing content
+	onDisk   *content              // the file's content as last written or found at start; nil if unknown
+	baseline int                   // targets in the file found at start; -1 if none or unreadable
+}
+
+// renderedGroup is one group of a rendered set: its encoding, shared with
+// the encoded group it came from.
+type renderedGroup struct {
+	chunk   []byte
+	targets int
 }
 
 // content identifies a file's content without keeping it: its length and
-// a 64-bit hash (seeded per process), so that unchanged content is not
-// rewritten.
+// a 64-bit hash (seeded per process).
 type content struct {
 	size int
 	hash uint64
 }
 
-// contentOf hashes what write produces.
-func (w *writer) contentOf(write func(io.Writer) (int64, error)) content {
-	var h maphash.Hash
-	h.SetSeed(w.seed)
-	n, _ := write(&h) // a maphash.Hash never fails
-	return content{size: int(n), hash: h.Sum64()}
-}
-
-// cachedGroup is a group as last converted. Only its encoding is kept: the
-// label maps of a converted group take several times the memory of its
-// JSON, and the encoding is deterministic, so comparing encodings is as
-// exact as comparing entries.
-type cachedGroup struct {
-	group   *Group
-	chunk   []byte // the group's entries encoded, one per line, without the final separator
-	targets int
-}
-
-// newWriter prepares to write path. It refuses a path that is a directory,
-// removes temporary files a killed predecessor left next to it, and reads the
-// current content so that an unchanged file is not rewritten after a restart.
-func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error) {
-	w := &writer{path: path, mode: mode, logger: logger, ops: osFileOps, cache: map[Key]*cachedGroup{}, baseline: -1, seed: maphash.MakeSeed()}
+// newWriter prepares to write shard of each set to path. It refuses a path
+// that is a directory, removes temporary files a killed predecessor left
+// next to it, and reads the current content so that an unchanged file is not
+// rewritten after a restart.
+func newWriter(path string, shard int, mode os.FileMode, logger log.Logger) (*writer, error) {
+	w := &writer{path: path, shard: shard, mode: mode, logger: logger, ops: osFileOps, groups: map[Key]renderedGroup{}, baseline: -1, seed: maphash.MakeSeed()}
 	fi, err := os.Stat(path)
 	switch {
 	case err == nil && fi.IsDir():
@@ -77,7 +65,7 @@ func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error
 			break
 		}
 		found := w.contentOf(bytes.NewReader(data).WriteTo)
-		w.written = &found
+		w.onDisk = &found
 		w.baseline = countTargets(data)
 	case !errors.Is(err, fs.ErrNotExist):
 		level.Warn(logger).Log("msg", "Cannot stat the output file", "path", path, "err", err)
@@ -92,91 +80,79 @@ func newWriter(path string, mode os.FileMode, logger log.Logger) (*writer, error
 	return w, nil
 }
 
-// update applies a full set of groups and writes the file if its content
-// changed. It reports whether it wrote, and how many targets were left out
-// because Prometheus would reject them. After an error the new content stays
-// pending and flush retries it.
-func (w *writer) update(set map[Key]*Group) (wrote bool, skipped int, err error) {
-	snap, skipped := w.prepare(set)
-	wrote, err = w.commit(snap)
-	return wrote, skipped, err
-}
-
-// prepare converts a full set of groups and returns it rendered: a new
-// Snapshot if anything changed, else the previous one. It reports how many
-// targets were left out because Prometheus would reject them. Nothing is
-// written.
-func (w *writer) prepare(set map[Key]*Group) (*Snapshot, int) {
-	changed, skipped := w.apply(set)
-	if changed || w.latest == nil {
-		w.latest = w.snapshot()
-	}
-	return w.latest, skipped
-}
-
-// commit makes snap the file's content and writes it if it differs from
-// what is on disk.
-func (w *writer) commit(snap *Snapshot) (bool, error) {
-	if snap != w.current {
-		w.current, w.pending = snap, snap
-	}
-	return w.flush()
-}
-
-// flush writes pending content, if any.
-func (w *writer) flush() (bool, error) {
-	if w.pending == nil {
-		return false, nil
-	}
-	next := w.contentOf(w.pending.WriteTo)
-	if w.written != nil && *w.written == next {
-		w.pending = nil
-		return false, nil
-	}
-	if err := writeAtomic(w.ops, w.path, w.pending, w.mode); err != nil {
-		return false, err
-	}
-	w.written, w.pending = &next, nil
-	return true, nil
-}
-
-// apply diffs set against the cache and reports whether any group changed
-// and how many targets of the changed groups were left out.
-func (w *writer) apply(set map[Key]*Group) (changed bool, skipped int) {
-	keysChanged := false
-	for k := range w.cache {
-		if _, ok := set[k]; !ok {
-			delete(w.cache, k)
+// render diffs a complete set against the set last rendered and returns it
+// as a Snapshot: the previous one if no group changed. Unchanged groups are
+// recognised by their shared encoding, changed ones by comparing bytes.
+func (w *writer) render(set map[Key]*encoded) *Snapshot {
+	changed, keysChanged := w.rendered == nil, false
+	for k := range w.groups {
+		if e, ok := set[k]; !ok || e.chunks[w.shard] == nil {
+			delete(w.groups, k)
 			changed, keysChanged = true, true
 		}
 	}
-	for k, g := range set {
-		c, ok := w.cache[k]
-		if ok && c.group == g {
+	for k, e := range set {
+		chunk := e.chunks[w.shard]
+		if chunk == nil {
 			continue
 		}
-		entries, rejected := toFileSD(g)
-		for _, err := range rejected {
-			level.Warn(w.logger).Log("msg", "Skipping a target Prometheus would reject", "err", err)
-		}
-		skipped += len(rejected)
-		chunk, targets := encodeGroup(entries)
-		if ok && bytes.Equal(c.chunk, chunk) {
-			c.group = g
+		old, ok := w.groups[k]
+		if ok && sameBytes(old.chunk, chunk) {
 			continue
 		}
-		w.cache[k] = &cachedGroup{group: g, chunk: chunk, targets: targets}
+		w.groups[k] = renderedGroup{chunk: chunk, targets: e.targets[w.shard]}
+		if ok && bytes.Equal(old.chunk, chunk) {
+			continue // a new encoding of the same entries
+		}
 		changed = true
 		keysChanged = keysChanged || !ok
 	}
 	if keysChanged {
 		w.keys = w.keys[:0]
-		for k := range w.cache {
+		for k := range w.groups {
 			w.keys = append(w.keys, k)
 		}
 		slices.SortFunc(w.keys, compareKeys)
 	}
-	return changed, skipped
+	if changed {
+		chunks := make([][]byte, len(w.keys))
+		targets := 0
+		for i, k := range w.keys {
+			g := w.groups[k]
+			chunks[i] = g.chunk
+			targets += g.targets
+		}
+		w.rendered = newSnapshot(slices.Clone(w.keys), chunks, targets)
+	}
+	return w.rendered
+}
+
+// write replaces the file with snap unless the file already holds the same
+// bytes, and reports whether it wrote. After an error the old file is in
+// place.
+func (w *writer) write(snap *Snapshot) (bool, error) {
+	next := w.contentOf(snap.WriteTo)
+	if w.onDisk != nil && *w.onDisk == next {
+		return false, nil
+	}
+	if err := writeAtomic(w.ops, w.path, snap, w.mode); err != nil {
+		return false, err
+	}
+	w.onDisk = &next
+	return true, nil
+}
+
+// contentOf hashes what write produces.
+func (w *writer) contentOf(write func(io.Writer) (int64, error)) content {
+	var h maphash.Hash
+	h.SetSeed(w.seed)
+	n, _ := write(&h) // a maphash.Hash never fails
+	return content{size: int(n), hash: h.Sum64()}
+}
+
+// sameBytes reports whether a and b are the same slice of memory.
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // countTargets counts the targets in file_sd content, or returns -1 if it
@@ -193,16 +169,4 @@ func countTargets(data []byte) int {
 		n += len(e.Targets)
 	}
 	return n
-}
-
-// snapshot captures the cache as a Snapshot and renders it.
-func (w *writer) snapshot() *Snapshot {
-	chunks := make([][]byte, len(w.keys))
-	targets := 0
-	for i, k := range w.keys {
-		c := w.cache[k]
-		chunks[i] = c.chunk
-		targets += c.targets
-	}
-	return newSnapshot(slices.Clone(w.keys), chunks, targets)
 }

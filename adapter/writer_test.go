@@ -8,28 +8,8 @@ import (
 	"testing"
 
 	"github.com/go-kit/log"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
-
-func newTestWriter(t *testing.T, path string, mode os.FileMode) *writer {
-	t.Helper()
-	w, err := newWriter(path, mode, log.NewNopLogger())
-	require.NoError(t, err)
-	return w
-}
-
-func oneGroup(addr string) map[Key]*Group {
-	return map[Key]*Group{{"p", "s"}: {Source: "s", Targets: []model.LabelSet{{model.AddressLabel: model.LabelValue(addr)}}}}
-}
-
-// tempFiles lists the writer's temporary files in dir.
-func tempFiles(t *testing.T, dir, base string) []string {
-	t.Helper()
-	m, err := filepath.Glob(filepath.Join(dir, "."+base+".tmp-*"))
-	require.NoError(t, err)
-	return m
-}
 
 func TestWriterWritesWithMode(t *testing.T) {
 	t.Parallel()
@@ -38,7 +18,7 @@ func TestWriterWritesWithMode(t *testing.T) {
 			t.Parallel()
 			path := filepath.Join(t.TempDir(), "out.json")
 			w := newTestWriter(t, path, mode)
-			wrote, _, err := w.update(oneGroup("a:1"))
+			wrote, err := writeSet(t, w, oneGroup("a:1"))
 			require.NoError(t, err)
 			require.True(t, wrote)
 			fi, err := os.Stat(path)
@@ -56,19 +36,19 @@ func TestWriterSkipsUnchangedContent(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "out.json")
 	w := newTestWriter(t, path, 0o644)
-	_, _, err := w.update(oneGroup("a:1"))
+	_, err := writeSet(t, w, oneGroup("a:1"))
 	require.NoError(t, err)
 	before, err := os.Stat(path)
 	require.NoError(t, err)
 
 	// New group values with the same content: no write.
-	wrote, _, err := w.update(oneGroup("a:1"))
+	wrote, err := writeSet(t, w, oneGroup("a:1"))
 	require.NoError(t, err)
 	require.False(t, wrote)
 
 	// A new writer finding the same content on disk does not rewrite it.
 	w2 := newTestWriter(t, path, 0o644)
-	wrote, _, err = w2.update(oneGroup("a:1"))
+	wrote, err = writeSet(t, w2, oneGroup("a:1"))
 	require.NoError(t, err)
 	require.False(t, wrote)
 
@@ -77,9 +57,32 @@ func TestWriterSkipsUnchangedContent(t *testing.T) {
 	require.True(t, os.SameFile(before, after), "same inode")
 	require.Equal(t, before.ModTime(), after.ModTime())
 
-	wrote, _, err = w2.update(oneGroup("a:2"))
+	wrote, err = writeSet(t, w2, oneGroup("a:2"))
 	require.NoError(t, err)
 	require.True(t, wrote)
+}
+
+// render returns the previous snapshot when no group changed, whether the
+// set shares its encodings or holds new encodings of the same entries.
+func TestWriterRenderReusesUnchangedSnapshots(t *testing.T) {
+	t.Parallel()
+	w := newTestWriter(t, filepath.Join(t.TempDir(), "out.json"), 0o644)
+	set := encodeSet(t, map[Key]*Group{{"p", "a"}: group("a", "127.0.0.1:1"), {"p", "b"}: group("b", "127.0.0.1:2")})
+	first := w.render(set)
+	require.Equal(t, 2, first.Targets())
+	require.Same(t, first, w.render(set), "the same encodings")
+	require.Same(t, first, w.render(encodeSet(t, map[Key]*Group{{"p", "a"}: group("a", "127.0.0.1:1"), {"p", "b"}: group("b", "127.0.0.1:2")})), "new encodings, same bytes")
+
+	set[Key{"p", "b"}], _ = encode(group("b", "127.0.0.1:3"), 1)
+	changed := w.render(set)
+	require.NotSame(t, first, changed)
+	require.Contains(t, string(changed.JSON()), "127.0.0.1:3")
+
+	delete(set, Key{"p", "a"})
+	removed := w.render(set)
+	require.Equal(t, 1, removed.Groups())
+	require.Equal(t, "[\n  {\"targets\":[\"127.0.0.1:3\"],\"labels\":{}}\n]\n", string(removed.JSON()))
+	require.Equal(t, 2, first.Targets(), "an earlier snapshot is immutable")
 }
 
 func TestWriterFailureKeepsOldFile(t *testing.T) {
@@ -106,13 +109,14 @@ func TestWriterFailureKeepsOldFile(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "out.json")
 			w := newTestWriter(t, path, 0o644)
-			_, _, err := w.update(oneGroup("a:1"))
+			_, err := writeSet(t, w, oneGroup("a:1"))
 			require.NoError(t, err)
 			old, err := os.ReadFile(path)
 			require.NoError(t, err)
 
 			w.ops = tc.ops(osFileOps)
-			_, _, err = w.update(oneGroup("a:2"))
+			snap := w.render(encodeSet(t, oneGroup("a:2")))
+			_, err = w.write(snap)
 			require.Error(t, err)
 			require.Empty(t, tempFiles(t, dir, "out.json"), "no temporary file is left")
 			got, err := os.ReadFile(path)
@@ -121,9 +125,9 @@ func TestWriterFailureKeepsOldFile(t *testing.T) {
 				require.Equal(t, string(old), string(got), "the old file is kept")
 			}
 
-			// Once the fault clears, flush writes the pending content.
+			// Once the fault clears, writing again puts the new content in place.
 			w.ops = osFileOps
-			_, err = w.flush()
+			_, err = w.write(snap)
 			require.NoError(t, err)
 			got, err = os.ReadFile(path)
 			require.NoError(t, err)
@@ -137,10 +141,11 @@ func TestWriterMissingDirectoryThenCreated(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "later")
 	path := filepath.Join(dir, "out.json")
 	w := newTestWriter(t, path, 0o644)
-	_, _, err := w.update(oneGroup("a:1"))
+	snap := w.render(encodeSet(t, oneGroup("a:1")))
+	_, err := w.write(snap)
 	require.ErrorContains(t, err, dir)
 	require.NoError(t, os.Mkdir(dir, 0o755))
-	wrote, err := w.flush()
+	wrote, err := w.write(snap)
 	require.NoError(t, err)
 	require.True(t, wrote)
 }
@@ -154,7 +159,7 @@ func TestWriterBareFileNameUsesItsOwnDirectory(t *testing.T) {
 		tmpDir = filepath.Dir(oldpath)
 		return os.Rename(oldpath, newpath)
 	}
-	_, _, err := w.update(oneGroup("a:1"))
+	_, err := writeSet(t, w, oneGroup("a:1"))
 	require.NoError(t, err)
 	require.Equal(t, ".", tmpDir, "the temporary file is next to the output, not in $TMPDIR")
 	_, err = os.Stat(filepath.Join(dir, "out.json"))
@@ -191,6 +196,6 @@ func TestNewWriterRemovesStaleTempFiles(t *testing.T) {
 
 func TestNewWriterRefusesDirectory(t *testing.T) {
 	t.Parallel()
-	_, err := newWriter(t.TempDir(), 0o644, log.NewNopLogger())
+	_, err := newWriter(t.TempDir(), 0, 0o644, log.NewNopLogger())
 	require.ErrorContains(t, err, "is a directory")
 }

@@ -57,14 +57,14 @@ func startAdapter(t *testing.T) (*adapter.Adapter, *gate, http.Handler, *prometh
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(a)
-	h, err := NewHandler(Options{Registry: reg, Ready: a.Ready, Targets: a.Targets, Version: "test"})
+	h, err := NewHandler(Options{Registry: reg, Ready: a.Ready, Targets: a.Snapshot, Version: "test"})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = a.Run(ctx)
+		a.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return a, g, h, reg
@@ -139,7 +139,7 @@ func TestHandler(t *testing.T) {
 
 	r := serve(h, "GET", TargetsPath)
 	require.Equal(t, "application/json", r.Header.Get("Content-Type"))
-	require.Equal(t, string(a.Targets().JSON()), body(t, r))
+	require.Equal(t, string(a.Snapshot().JSON()), body(t, r))
 	require.Equal(t, 1.0, counter(t, reg, "custom_sd_http_requests_total", map[string]string{"handler": "targets", "code": "503"}))
 }
 

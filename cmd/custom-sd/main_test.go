@@ -258,6 +258,7 @@ func TestRestartDoesNotRewriteAnUnchangedFile(t *testing.T) {
 
 		next := startDaemon(t, args...)
 		next.waitLog(t, 1, "Output file is complete")
+		writes := next.metric(t, "custom_sd_file_writes_total", map[string]string{"result": "success"})
 		require.Equal(t, 0, next.terminate(t))
 		now, err := os.ReadFile(out)
 		require.NoError(t, err)
@@ -265,7 +266,7 @@ func TestRestartDoesNotRewriteAnUnchangedFile(t *testing.T) {
 			require.Less(t, attempt, 5, "Consul's content never settled")
 			continue
 		}
-		require.Contains(t, next.stderr.String(), "writes=0")
+		require.Zero(t, writes, "no write")
 		after, err := os.Stat(out)
 		require.NoError(t, err)
 		require.True(t, os.SameFile(before, after))
@@ -327,7 +328,7 @@ func TestBadFlags(t *testing.T) {
 		{"password without user", []string{"--consul.password-file=" + emptyToken}, "--consul.password-file: needs --consul.username"},
 		{"empty password file", []string{"--consul.username=prom", "--consul.password-file=" + emptyToken}, "--consul.password-file: " + emptyToken + " is empty"},
 		{"missing CA file", []string{"--consul.tls.ca-file=" + filepath.Join(dir, "nope.pem")}, "--consul.tls.ca-file: stat " + filepath.Join(dir, "nope.pem")},
-		{"certificate without key", []string{"--consul.tls.cert-file=" + existing}, "--consul.tls.cert-file: a client certificate needs --consul.tls.key-file"},
+		{"certificate without key", []string{"--consul.tls.cert-file=" + existing}, "--consul.tls.cert-file: a client certificate needs --consul.tls.key-file, and the other way round"},
 		{"credentials in the address", []string{"--consul.server=https://prom:secret@127.0.0.1:8501"}, "--consul.server: must not carry credentials"},
 		{"missing web config", []string{"--web.config.file=" + filepath.Join(dir, "nope.yml")}, "--web.config.file: " + filepath.Join(dir, "nope.yml")},
 	}

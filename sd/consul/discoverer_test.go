@@ -120,6 +120,9 @@ func fakeDiscoverer(t *testing.T, f *fakeConsul, maxConns int) *Discoverer {
 	return d
 }
 
+// inDoorbellMode reports whether some datacenter is watched in doorbell mode.
+func inDoorbellMode(d *Discoverer) bool { return d.doorbellDCs.Load() > 0 }
+
 // modes are the discoverer's ways of watching, chosen by the connection
 // budget for the tests' eight to nine services.
 var modes = []struct {
@@ -147,7 +150,7 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 				require.Equal(t, 1, sends, "the initial set comes in one send")
 				require.Len(t, c.first, 8, "and holds every service")
 				require.Len(t, got, 8)
-				require.Equal(t, mode.sweeping, d.sweepMode())
+				require.Equal(t, mode.sweeping, inDoorbellMode(d))
 
 				f.set("svc1", 0, "svc1-a", "svc1-b")
 				settle()
@@ -331,7 +334,7 @@ func TestUpdateKeepsTheNewestRead(t *testing.T) {
 		index   uint64
 		id      string
 		changed bool
-		want    string // service ID in the stored group afterwards
+		want    string // service ID in the last group sent
 	}{
 		{"first read", 10, "a", true, "a"},
 		{"same index", 10, "b", false, "a"},
@@ -341,16 +344,24 @@ func TestUpdateKeepsTheNewestRead(t *testing.T) {
 	}
 	d, err := New(Config{API: api.Config{Address: "consul.invalid:8500"}})
 	require.NoError(t, err)
-	up := make(chan []*adapter.Group, len(tests))
-	r := &run{d: d, ctx: t.Context(), up: up, services: map[string]*service{}, sent: true, logger: d.logger}
+	j := newJob(&d.cfg.Selection, d.cfg.TagSeparator)
+	j.started = true
+	w := newWatcher(t.Context(), d, j)
+	dc := &datacenter{services: map[string]*service{}, logger: d.logger, complete: true}
 	s := &service{name: "web", gen: 1}
-	r.services["web"] = s
+	dc.services["web"] = s
+	w.dcs[""] = dc
+	sends := 0
 	for _, tc := range tests {
-		changed := r.update(s, result{name: "web", gen: 1, index: tc.index, entries: entries(tc.id)})
+		changed := w.update(dc, s, read{dc: dc, name: "web", gen: 1, index: tc.index, entries: entries(tc.id)}, time.Now())
 		require.Equal(t, tc.changed, changed, tc.name)
-		require.Equal(t, tc.want, string(s.group.Targets[0][serviceIDLabel]), tc.name)
+		if groups, due := j.mailbox.take(); due {
+			sends++
+			require.Len(t, groups, 1, tc.name)
+			require.Equal(t, tc.want, string(groups[0].Targets[0][serviceIDLabel]), tc.name)
+		}
 	}
-	require.Len(t, up, 2, "only the two changes were sent")
+	require.Equal(t, 2, sends, "only the two changes were sent")
 }
 
 // TestHealthDoorbellSeesAFlipBack pins the order that once lost a change:
@@ -369,7 +380,7 @@ func TestHealthDoorbellSeesAFlipBack(t *testing.T) {
 		c, stop := startCollector(t, d)
 		defer stop()
 		settle()
-		require.True(t, d.sweepMode())
+		require.True(t, inDoorbellMode(d))
 		health := func() string { return c.labels("svc3", "svc3-a")[healthLabel] }
 		require.Equal(t, "passing", health())
 

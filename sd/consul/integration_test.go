@@ -57,7 +57,7 @@ func TestRealConsulFollowsTheCatalog(t *testing.T) {
 			c, _ := startCollector(t, d)
 			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
 			require.Len(t, c.first, 9, "consul, web, db and six fillers in the first send")
-			require.Equal(t, mode.sweeping, d.sweepMode())
+			require.Equal(t, mode.sweeping, inDoorbellMode(d))
 			wantPolls := int64(mode.longPolls)
 			if wantPolls < 0 {
 				wantPolls = 9
@@ -158,7 +158,7 @@ func TestRealConsulConnectionBudget(t *testing.T) {
 			require.Len(t, ids, 2, name)
 		}
 	}
-	require.True(t, d.sweepMode())
+	require.True(t, inDoorbellMode(d))
 
 	srv.Register(t, testconsul.Instance{Node: "node-9", Service: "svc-42", ID: "late", Port: 10042})
 	testconsul.Eventually(t, func() bool { return c.labels("svc-42", "late") != nil })
@@ -184,7 +184,7 @@ func TestRealConsulHTTP2(t *testing.T) {
 	c, _ := startCollector(t, d)
 	testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
 	require.True(t, d.transport.http2.Load(), "the agent answered over HTTP/2")
-	require.False(t, d.sweepMode(), "every service has its own long poll")
+	require.False(t, inDoorbellMode(d), "every service has its own long poll")
 	got, _ := c.snapshot()
 	require.Len(t, got, 21)
 

@@ -111,7 +111,7 @@ func newMetrics(d *Discoverer, t *transport) *metrics {
 	sweepMode := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_sweep_mode",
 		Help: "Datacenters with more services than their share of the connection budget holds long polls for, watched with doorbells and sweeps.",
-	}, func() float64 { return float64(d.sweeping.Load()) })
+	}, func() float64 { return float64(d.doorbellDCs.Load()) })
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_connections",
 		Help: "TCP connections open to Consul.",

@@ -3,7 +3,6 @@ package consul
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -11,6 +10,8 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/custom-sd/custom-sd/internal/backoff"
 )
 
 // Retry delays after a failed request. A 429 (the agent's per-client
@@ -57,7 +58,7 @@ type poller struct {
 func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T], deliver func(T, uint64)) {
 	var (
 		index   = known // index sent with the next request
-		backoff time.Duration
+		retry   = backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 		failing error
 	)
 	for {
@@ -69,17 +70,18 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 			return
 		}
 		if err != nil {
-			backoff = nextBackoff(backoff, err)
-			logFailure(p, failing, err, backoff)
+			delay := retryDelay(&retry, err)
+			logFailure(p, failing, err, delay)
 			failing, index = err, 0
-			if !sleep(ctx, jitter(backoff)) {
+			if !sleep(ctx, delay) {
 				return
 			}
 			continue
 		}
 		if failing != nil {
 			level.Info(p.logger).Log("msg", "Consul query recovered", "query", p.what)
-			failing, backoff = nil, 0
+			failing = nil
+			retry.Reset()
 		}
 		next := meta.LastIndex
 		switch {
@@ -123,27 +125,18 @@ func logFailure(p poller, previous, err error, retryIn time.Duration) {
 	lvl(p.logger).Log(append(kv, "retry_in", retryIn, "err", err)...)
 }
 
-// nextBackoff doubles the previous delay, starting higher for a 429.
-func nextBackoff(prev time.Duration, err error) time.Duration {
-	floor := minBackoff
+// retryDelay returns the next delay of retry after err, starting higher for
+// a 429.
+func retryDelay(retry *backoff.Backoff, err error) time.Duration {
 	if isTooManyRequests(err) {
-		floor = minBackoffLimited
+		return retry.NextAtLeast(minBackoffLimited)
 	}
-	return min(max(2*prev, floor), maxBackoff)
+	return retry.Next()
 }
 
 func isTooManyRequests(err error) bool {
 	var se api.StatusError
 	return errors.As(err, &se) && se.Code == http.StatusTooManyRequests
-}
-
-// jitter returns a delay between d/2 and d, so that many watches failing
-// together do not retry together.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // sleep waits for d or until ctx is cancelled, and reports whether it slept.

@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-bexpr"
+
+	"github.com/custom-sd/custom-sd/adapter"
 )
 
 // Health is the least aggregated health an instance needs to become a
@@ -77,6 +81,34 @@ type Selection struct {
 	HealthFilter string
 	// Health is the least aggregated health an instance needs.
 	Health Health
+}
+
+// Validate reports the first invalid field as an *adapter.FieldError: a
+// service name that cannot be part of a URL path, a filter expression that
+// does not parse (Consul's own grammar), an unknown health level.
+func (s *Selection) Validate() error {
+	for _, svc := range s.Services {
+		if svc == "" || strings.ContainsAny(svc, "/?&#") {
+			return &adapter.FieldError{Field: "Services", Err: fmt.Errorf("%q is not a service name", svc)}
+		}
+	}
+	for k := range s.NodeMeta {
+		if k == "" {
+			return &adapter.FieldError{Field: "NodeMeta", Err: fmt.Errorf("an empty key")}
+		}
+	}
+	for _, f := range []struct{ field, expr string }{{"Filter", s.Filter}, {"HealthFilter", s.HealthFilter}} {
+		if f.expr == "" {
+			continue
+		}
+		if _, err := bexpr.CreateEvaluator(f.expr); err != nil {
+			return &adapter.FieldError{Field: f.field, Err: fmt.Errorf("%q is not a Consul filter expression: %w", f.expr, err)}
+		}
+	}
+	if s.Health < HealthAny || s.Health > HealthPassing {
+		return &adapter.FieldError{Field: "Health", Err: fmt.Errorf("%d is not a health level", int(s.Health))}
+	}
+	return nil
 }
 
 // wantService reports whether a service from the catalog's list, with the

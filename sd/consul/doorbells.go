@@ -1,0 +1,317 @@
+package consul
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log/level"
+	"github.com/hashicorp/consul/api"
+)
+
+// Doorbell mode: a datacenter has more services than its share of the
+// connection budget holds long polls for.
+//
+// Three doorbells stand in for the services without a long poll, each a
+// long poll whose index moves with every change to one of Consul's tables:
+// the service list (services), the nodes (filtered to return nothing) and
+// the checks that are not passing. A health change is resolved exactly by
+// the health diff (healthdiff.go). A change in the services or nodes tables
+// does not say which service it touched, so it asks for a sweep: every
+// service without a long poll is probed, a few at a time, with a query
+// filtered to return no rows, whose index is still the service's own; only
+// services whose index moved are read in full. The sweep pacer
+// (sweeppacer.go) decides when sweeps run, the allocator (allocator.go)
+// which services keep a long poll, and the read queue (readqueue.go) in
+// which order the readers read.
+
+// Doorbells, and the start-up readers' last ring.
+const (
+	doorbellChecks = "checks"
+	doorbellNodes  = "nodes"
+	startupDone    = "start-up readers done"
+)
+
+// Doorbell filters. The nodes doorbell wants only the index, which moves
+// with every change to the nodes table, so it matches nothing. The health
+// doorbell lists the checks that are not passing.
+const (
+	healthDoorbellFilter = `Status != "passing"`
+	nodesDoorbellFilter  = `Node == "custom-sd.doorbell.invalid"`
+)
+
+// doorbells is the state of a datacenter in doorbell mode.
+type doorbells struct {
+	cancel context.CancelFunc // stops the doorbells and the readers
+	queue  *readQueue
+	pacer  sweepPacer
+	alloc  *allocator
+
+	// The running sweep.
+	outstanding int // its reads not yet done
+
+	// Until every service has been read once, the connections the long
+	// polls will take are used by start-up readers, so that the first reads
+	// (at start, all of them) go as fast as the budget allows; the
+	// allocator is blocked until the last of them has stopped.
+	stopStartup func() // tells the start-up readers to stop; nil once called
+}
+
+// enterDoorbellMode starts the doorbells and the readers of dc.
+func (w *watcher) enterDoorbellMode(dc *datacenter) {
+	if dc.doorbells != nil {
+		return
+	}
+	slots := w.streams()
+	readers := min(max(slots/4, 1), 16)
+	ctx, cancel := context.WithCancel(dc.ctx)
+	db := &doorbells{cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-3-readers, 0))}
+	dc.doorbells = db
+	w.d.doorbellDCs.Add(1)
+	level.Info(dc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
+		"services", len(dc.services), "long_polls", db.alloc.capacity, "readers", readers, "max_connections", w.d.cfg.MaxConnections)
+
+	// Keep the most recently changed long polls that fit; read the others
+	// once more in case a change raced with the hand-over.
+	var polling []candidate
+	for _, s := range dc.services {
+		if s.hasLongPoll() {
+			polling = append(polling, s.candidate())
+		}
+	}
+	for _, name := range db.alloc.keep(polling) {
+		s := dc.services[name]
+		w.stopLongPoll(dc, s)
+		w.readSoon(dc, s)
+	}
+
+	ringer := func(doorbell string) func(api.HealthChecks, uint64) {
+		return func(checks api.HealthChecks, index uint64) {
+			select {
+			case w.rings <- ring{dc: dc, doorbell: doorbell, index: index, checks: checks}:
+			case <-ctx.Done():
+			}
+		}
+	}
+	checks := func(ctx context.Context, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error) {
+		return w.d.client.Health().State(api.HealthAny, q)
+	}
+	nodes := func(ctx context.Context, q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, error) {
+		return w.d.client.Catalog().Nodes(q)
+	}
+	w.wg.Go(func() {
+		poll(ctx, w.poller(dc, "non-passing checks", "/v1/health/state/any", healthDoorbellFilter), 0, checks, ringer(doorbellChecks))
+	})
+	w.wg.Go(func() {
+		ring := ringer(doorbellNodes)
+		poll(ctx, w.poller(dc, "nodes", "/v1/catalog/nodes", nodesDoorbellFilter), 0, nodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
+	})
+	for range readers {
+		w.wg.Go(func() { w.readLoop(ctx, ctx, dc, db.queue) })
+	}
+	if extra := db.alloc.capacity - dc.longPolls; extra > 0 && dc.longPolls == 0 && !dc.complete {
+		startCtx, stop := context.WithCancel(ctx)
+		db.stopStartup, db.alloc.blocked = stop, true
+		var startup sync.WaitGroup
+		for range extra {
+			startup.Go(func() { w.readLoop(ctx, startCtx, dc, db.queue) })
+		}
+		w.wg.Go(func() {
+			startup.Wait()
+			select {
+			case w.rings <- ring{dc: dc, doorbell: startupDone}:
+			case <-ctx.Done():
+			}
+		})
+	}
+}
+
+// leaveDoorbellMode stops the doorbells and the readers of dc.
+func (w *watcher) leaveDoorbellMode(dc *datacenter) {
+	if dc.doorbells == nil {
+		return
+	}
+	dc.doorbells.cancel()
+	dc.doorbells = nil
+	w.d.doorbellDCs.Add(-1)
+	if dc.ctx.Err() == nil {
+		level.Info(dc.logger).Log("msg", "Watching every service with its own long poll", "services", len(dc.services))
+	}
+}
+
+// endStartup stops the start-up readers once every service has been read;
+// the long polls start when the last has stopped.
+func (w *watcher) endStartup(dc *datacenter) {
+	if db := dc.doorbells; db.stopStartup != nil {
+		db.stopStartup()
+		db.stopStartup = nil
+	}
+}
+
+// startupDone gives the long polls their connections once the start-up
+// readers have stopped.
+func (w *watcher) startupDone(dc *datacenter) {
+	dc.doorbells.alloc.blocked = false
+	w.fillLongPolls(dc)
+}
+
+// readSoon queues a read of s ahead of any sweep.
+func (w *watcher) readSoon(dc *datacenter, s *service) {
+	if dc.doorbells != nil && !s.hasLongPoll() {
+		dc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
+	}
+}
+
+// healthChanged reads every service without a long poll whose non-passing
+// checks in the doorbell's list differ from those of its last read.
+func (w *watcher) healthChanged(dc *datacenter, checks api.HealthChecks) {
+	list := indexNonPassing(checks)
+	for _, s := range dc.services {
+		if s.hasLongPoll() || !s.fetched {
+			continue // its long poll, or the read that reads it first, will see it
+		}
+		if list.differs(s.name, &s.health) {
+			w.readSoon(dc, s)
+		}
+	}
+}
+
+// requestSweep notes a ring at index and starts a sweep if the pacer says
+// so.
+func (w *watcher) requestSweep(dc *datacenter, now time.Time, index uint64) {
+	if dc.doorbells.pacer.request(now, index) {
+		w.startSweep(dc, now)
+	}
+}
+
+// startSweep probes every service without a long poll, the most recently
+// changed first; those never read are read in full.
+func (w *watcher) startSweep(dc *datacenter, now time.Time) {
+	db := dc.doorbells
+	if db.pacer.running {
+		return
+	}
+	quiet := make([]*service, 0, len(dc.services)-dc.longPolls)
+	for _, s := range dc.services {
+		// A service with a read queued needs no probe: at start, that is
+		// every service.
+		if !s.hasLongPoll() && !db.queue.waiting(s.name) {
+			quiet = append(quiet, s)
+		}
+	}
+	slices.SortFunc(quiet, func(a, b *service) int {
+		if a.fetched != b.fetched {
+			if !a.fetched {
+				return -1
+			}
+			return 1
+		}
+		return byRecentChange(a.candidate(), b.candidate())
+	})
+	probes := 0
+	for _, s := range quiet {
+		db.queue.push(readJob{name: s.name, gen: s.gen, sweep: true, probe: s.fetched})
+		if s.fetched {
+			probes++
+		}
+	}
+	db.pacer.start(now, len(quiet), probes)
+	db.outstanding = len(quiet)
+	w.d.metrics.sweeps.Inc()
+	if db.outstanding == 0 {
+		w.sweepFinished(dc, now)
+	}
+}
+
+// readDone accounts for a successful read in doorbell mode: a probe whose
+// index moved is followed by a full read, and a quiet service that changed
+// gets a long poll.
+func (w *watcher) readDone(dc *datacenter, s *service, r read, changed bool, now time.Time) {
+	db := dc.doorbells
+	if s != nil && r.probe && r.index != s.index {
+		w.readSoon(dc, s)
+	}
+	if changed {
+		if s.hasLongPoll() {
+			db.alloc.touch(s.candidate())
+		} else {
+			w.promote(dc, s, now)
+		}
+	}
+	w.sweepReadDone(dc, r, now)
+}
+
+// readFailed accounts for a failed read: the service keeps its last known
+// targets and a sweep retries it after a backoff.
+func (w *watcher) readFailed(dc *datacenter, r read, now time.Time) {
+	db := dc.doorbells
+	if db.pacer.readFailed(now, r.err) {
+		w.startSweep(dc, now)
+	} else if !db.pacer.running {
+		w.logRetry(dc, now)
+	}
+	w.sweepReadDone(dc, r, now)
+}
+
+// sweepReadDone counts a read of the running sweep.
+func (w *watcher) sweepReadDone(dc *datacenter, r read, now time.Time) {
+	db := dc.doorbells
+	if !r.sweep || !db.pacer.running {
+		return
+	}
+	db.outstanding--
+	if db.outstanding == 0 {
+		w.sweepFinished(dc, now)
+	}
+}
+
+// sweepFinished schedules what follows a sweep.
+func (w *watcher) sweepFinished(dc *datacenter, now time.Time) {
+	db := dc.doorbells
+	failed := db.pacer.failed
+	level.Debug(dc.logger).Log("msg", "Sweep done", "took", now.Sub(db.pacer.started), "failed", failed, "long_polls", dc.longPolls)
+	again := db.pacer.finish(now)
+	if failed > 0 {
+		w.logRetry(dc, now)
+	} else {
+		w.fillLongPolls(dc)
+	}
+	if again {
+		w.startSweep(dc, now)
+	}
+}
+
+// logRetry says that failed reads will be retried.
+func (w *watcher) logRetry(dc *datacenter, now time.Time) {
+	p := &dc.doorbells.pacer
+	level.Warn(dc.logger).Log("msg", "Some services could not be read; keeping their last known targets", "retry_in", p.retryAt.Sub(now), "err", p.err)
+}
+
+// promote gives s a long poll if the allocator grants one, taking it from
+// the service it names.
+func (w *watcher) promote(dc *datacenter, s *service, now time.Time) {
+	grant, evict := dc.doorbells.alloc.changed(now, s.candidate())
+	if !grant {
+		return
+	}
+	if e := dc.services[evict]; e != nil {
+		w.stopLongPoll(dc, e)
+		w.readSoon(dc, e)
+	}
+	w.startLongPoll(dc, s)
+}
+
+// fillLongPolls gives free long polls to the most recently changed
+// services.
+func (w *watcher) fillLongPolls(dc *datacenter) {
+	var quiet []candidate
+	for _, s := range dc.services {
+		if !s.hasLongPoll() && s.fetched {
+			quiet = append(quiet, s.candidate())
+		}
+	}
+	for _, name := range dc.doorbells.alloc.fill(quiet) {
+		w.startLongPoll(dc, dc.services[name])
+	}
+}

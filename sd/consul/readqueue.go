@@ -1,0 +1,92 @@
+package consul
+
+import (
+	"context"
+	"sync"
+)
+
+// readJob asks a reader to read one service.
+type readJob struct {
+	name  string
+	gen   uint64
+	sweep bool // part of a sweep
+	probe bool // read only the index
+}
+
+// readQueue hands read jobs to a datacenter's readers: urgent reads (a
+// health change, a probe whose index moved, a service that lost its long
+// poll) before sweep reads, and an urgent read of a service at most once
+// while it waits. It is shared by the watcher, which pushes, and the
+// readers, which pop.
+type readQueue struct {
+	mu     sync.Mutex
+	urgent []readJob
+	queued map[string]struct{} // names in urgent
+	sweep  []readJob
+	wake   chan struct{}
+}
+
+func newReadQueue() *readQueue {
+	return &readQueue{queued: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+// push queues j.
+func (q *readQueue) push(j readJob) {
+	q.mu.Lock()
+	if j.sweep {
+		q.sweep = append(q.sweep, j)
+	} else if _, dup := q.queued[j.name]; !dup {
+		q.queued[j.name] = struct{}{}
+		q.urgent = append(q.urgent, j)
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+// waiting reports whether an urgent read of name waits.
+func (q *readQueue) waiting(name string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, ok := q.queued[name]
+	return ok
+}
+
+func (q *readQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next returns the next job, if any.
+func (q *readQueue) next() (j readJob, ok, more bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case len(q.urgent) > 0:
+		j, q.urgent = q.urgent[0], q.urgent[1:]
+		delete(q.queued, j.name)
+		ok = true
+	case len(q.sweep) > 0:
+		j, q.sweep = q.sweep[0], q.sweep[1:]
+		ok = true
+	}
+	return j, ok, len(q.urgent)+len(q.sweep) > 0
+}
+
+// pop waits for a job; it reports false once ctx is cancelled.
+func (q *readQueue) pop(ctx context.Context) (readJob, bool) {
+	for {
+		if j, ok, more := q.next(); ok {
+			if more {
+				q.signal() // wake another reader for the rest
+			}
+			return j, true
+		}
+		select {
+		case <-q.wake:
+		case <-ctx.Done():
+			return readJob{}, false
+		}
+	}
+}

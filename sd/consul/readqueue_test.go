@@ -1,0 +1,47 @@
+package consul
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestReadQueue(t *testing.T) {
+	tests := []struct {
+		name    string
+		push    []readJob
+		want    []string // names in pop order
+		waiting []string // waiting after the pushes
+	}{
+		{"urgent before sweep", []readJob{{name: "s1", sweep: true}, {name: "u1"}, {name: "s2", sweep: true}, {name: "u2"}},
+			[]string{"u1", "u2", "s1", "s2"}, []string{"u1", "u2"}},
+		{"an urgent read waits once", []readJob{{name: "a"}, {name: "b"}, {name: "a"}}, []string{"a", "b"}, []string{"a", "b"}},
+		{"sweep reads are not merged", []readJob{{name: "a", sweep: true, probe: true}, {name: "a", sweep: true}}, []string{"a", "a"}, nil},
+		{"an urgent read beside a sweep read of the same service", []readJob{{name: "a", sweep: true}, {name: "a"}}, []string{"a", "a"}, []string{"a"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := newReadQueue()
+			for _, j := range tc.push {
+				q.push(j)
+			}
+			for _, name := range []string{"a", "b", "u1", "u2", "s1"} {
+				require.Equal(t, slices.Contains(tc.waiting, name), q.waiting(name), "waiting(%s)", name)
+			}
+			var got []string
+			for range tc.want {
+				j, ok := q.pop(t.Context())
+				require.True(t, ok)
+				got = append(got, j.name)
+			}
+			require.Equal(t, tc.want, got)
+			require.False(t, q.waiting("a"), "popped reads no longer wait")
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			_, ok := q.pop(ctx)
+			require.False(t, ok, "an empty queue waits until cancelled")
+		})
+	}
+}
