@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/custom-sd/custom-sd/internal/faultproxy"
 	"github.com/custom-sd/custom-sd/internal/testconsul"
 )
 
@@ -77,14 +77,18 @@ func TestGuardHoldsAFreshConsulReplacingAPopulatedOne(t *testing.T) {
 	t.Parallel()
 	old := testconsul.Start(t)
 	populate(t, old)
+	// The proxy is the one address, in front of the old agent and then
+	// the fresh one.
+	proxy := faultproxy.Start(t, old.HTTPAddr)
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
-	d := startDaemon(t, "--consul.server="+old.HTTPAddr, "--output.file="+out, "--output.removal-hold=1h")
+	d := startDaemon(t, "--consul.server="+proxy.Addr, "--output.file="+out, "--output.removal-hold=1h")
 	d.waitLog(t, 1, "Output file is complete")
 
-	port := old.Config.Ports.HTTP
 	good := addresses(t, out)
+	require.NoError(t, proxy.SetTarget(""))
 	old.Halt(t)
-	fresh := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	fresh := testconsul.Start(t)
+	require.NoError(t, proxy.SetTarget(fresh.HTTPAddr))
 	d.waitLog(t, 1, "Consul's index went backwards; reading everything again")
 	d.waitLog(t, 1, "Holding back an update that would remove most targets", "current_targets=4", "new_targets=1")
 	// The old services stay. (Consul's own entry may already show the new
