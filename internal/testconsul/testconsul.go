@@ -11,7 +11,6 @@ package testconsul
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,15 +133,6 @@ func WithACLs(managementToken string) func(*testutil.TestServerConfig) {
 		c.ACL.Tokens.InitialManagement = managementToken
 		c.ACL.Tokens.Agent = managementToken
 	}
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Instance describes a service instance to register in the catalog.
