@@ -61,8 +61,9 @@ func TestGuardHoldsAnEmptyCatalogFromATokenWithoutRights(t *testing.T) {
 	now, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, string(good), string(now), "the file is kept byte for byte")
-	require.Equal(t, 1.0, d.metric(t, "custom_sd_removal_guard_holding", nil))
-	require.Equal(t, 4.0, d.metric(t, "custom_sd_removal_guard_held_targets", nil))
+	// The gauges are set after the log line: wait for them.
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 1 }, "holding")
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_held_targets", nil) == 4 }, "held targets")
 	code, _, _ := d.get(t, http.MethodGet, "/-/ready")
 	require.Equal(t, http.StatusServiceUnavailable, code, "not ready while the only set is held")
 	code, _, _ = d.get(t, http.MethodGet, "/targets")
@@ -106,7 +107,8 @@ func TestGuardHoldsAFreshConsulReplacingAPopulatedOne(t *testing.T) {
 	d.waitLog(t, 1, "The held-back removal went away")
 	testconsul.Eventually(t, hasTarget(out, "other-1"))
 	require.Len(t, readTargets(t, out), 5)
-	require.Zero(t, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	// The gauge is set after the file is written: wait for it.
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 0 }, "released")
 	require.Equal(t, 0, d.terminate(t))
 }
 
@@ -126,6 +128,7 @@ func TestGuardAppliesAGenuineScaleDownAfterTheHold(t *testing.T) {
 	d.waitLog(t, 1, "Holding back an update that would remove most targets")
 	d.waitLog(t, 1, "Applying a large removal that has lasted for the hold time", "removed_targets=3")
 	testconsul.Eventually(t, func() bool { return len(readTargets(t, out)) == 1 }, "only consul is left")
-	require.Zero(t, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	// The gauge is set after the file is written: wait for it.
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 0 }, "released")
 	require.Equal(t, 0, d.terminate(t))
 }
