@@ -110,6 +110,14 @@ func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server 
 	// With ACLs on, the tests' own client acts with the management token.
 	client, err := api.NewClient(&api.Config{Address: srv.HTTPAddr, Token: srv.Config.ACL.Tokens.InitialManagement})
 	require.NoError(t, err)
+	if srv.Config.ACL.Enabled && srv.Config.ACL.Tokens.InitialManagement != "" {
+		// A leader may lose leadership before it has stored the
+		// management token; the next one stores it.
+		Eventually(t, func() bool {
+			_, _, err := client.ACL().TokenReadSelf(nil)
+			return err == nil
+		}, "the management token works")
+	}
 	return &Server{TestServer: srv, Client: client}
 }
 
