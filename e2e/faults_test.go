@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/consul/sdk/freeport"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custom-sd/custom-sd/internal/faultproxy"
@@ -130,8 +131,7 @@ func TestOneServiceFailing(t *testing.T) {
 			srv.Register(t, testconsul.Instance{Service: "db", ID: "db-1", Port: 5432})
 			proxy := faultproxy.Start(t, srv.HTTPAddr)
 			out := filepath.Join(t.TempDir(), "custom_sd.json")
-			startCustomSD(t, "--consul.server="+proxy.Addr, "--output.file="+out, "--consul.wait-time=1s",
-				fmt.Sprintf("--web.listen-address=127.0.0.1:%d", testconsul.FreePort(t)))
+			startCustomSD(t, "--consul.server="+proxy.Addr, "--output.file="+out, "--consul.wait-time=1s")
 			testconsul.Eventually(t, has(out, "db-1"), "first file")
 			r := startReader(t, out, "web-1", "db-1")
 
@@ -171,8 +171,7 @@ func TestSlowConsul(t *testing.T) {
 	proxy.Set("/v1/", faultproxy.Slow)
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
 	r := startReader(t, out, "web-1", "db-1", "consul")
-	startCustomSD(t, "--consul.server="+proxy.Addr, "--output.file="+out, "--consul.wait-time=1s",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", testconsul.FreePort(t)))
+	startCustomSD(t, "--consul.server="+proxy.Addr, "--output.file="+out, "--consul.wait-time=1s")
 	testconsul.Eventually(t, has(out, "db-1"), "first file")
 	srv.Register(t, testconsul.Instance{Node: "node-2", Service: "web", ID: "web-2", Port: 8080})
 	testconsul.Eventually(t, has(out, "web-2"), "a change through a slow Consul")
@@ -189,8 +188,7 @@ func TestRateLimitedConsul(t *testing.T) {
 	proxy.Set("/v1/", faultproxy.Status429)
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
 	start := time.Now()
-	startCustomSD(t, "--consul.server="+proxy.Addr, "--output.file="+out,
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", testconsul.FreePort(t)))
+	startCustomSD(t, "--consul.server="+proxy.Addr, "--output.file="+out)
 	testconsul.Eventually(t, func() bool { return proxy.Count("/v1/") >= 4 }, "retries")
 	elapsed := time.Since(start)
 	n := proxy.Count("/v1/")
@@ -212,9 +210,8 @@ func TestKillDuringChurn(t *testing.T) {
 	srv.Register(t, testconsul.Instance{Service: "anchor", ID: "anchor-1", Port: 7000})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "custom_sd.json")
-	args := []string{"--consul.server=" + srv.HTTPAddr, "--output.file=" + out, "--output.interval=1ms",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", testconsul.FreePort(t))}
-	cmd := exec.Command(binPath, args...)
+	args := []string{"--consul.server=" + srv.HTTPAddr, "--output.file=" + out, "--output.interval=1ms"}
+	cmd := exec.Command(binPath, append(args, "--web.listen-address=127.0.0.1:0")...)
 	_, exited := testproc.Start(t, "custom-sd", cmd)
 	testconsul.Eventually(t, has(out, "anchor-1"), "first file")
 	r := startReader(t, out, "anchor-1")
@@ -247,7 +244,9 @@ func TestKillDuringChurn(t *testing.T) {
 }
 
 // agentProcess is a Consul server run by hand, so that it can be killed
-// and started again on the same data directory and ports.
+// and started again on the same data directory and ports. The ports come
+// from freeport, as testutil's do: reserved for the test until it ends,
+// outside the range the system hands out for port 0.
 type agentProcess struct {
 	args []string
 	addr string
@@ -259,13 +258,13 @@ func newAgentProcess(t *testing.T) *agentProcess {
 	t.Helper()
 	bin, err := testconsul.Binary()
 	require.NoError(t, err)
-	port := func() string { return fmt.Sprint(testconsul.FreePort(t)) }
-	http := port()
+	ports := freeport.GetN(t, 4)
+	http := fmt.Sprint(ports[0])
 	return &agentProcess{
 		addr: "127.0.0.1:" + http,
 		args: []string{bin, "agent", "-server", "-bootstrap-expect=1", "-data-dir=" + t.TempDir(), "-node=n1",
-			"-bind=127.0.0.1", "-client=127.0.0.1", "-http-port=" + http, "-serf-lan-port=" + port(),
-			"-serf-wan-port=" + port(), "-server-port=" + port(), "-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1",
+			"-bind=127.0.0.1", "-client=127.0.0.1", "-http-port=" + http, "-serf-lan-port=" + fmt.Sprint(ports[1]),
+			"-serf-wan-port=" + fmt.Sprint(ports[2]), "-server-port=" + fmt.Sprint(ports[3]), "-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1",
 			"-log-level=warn"},
 	}
 }
@@ -306,8 +305,7 @@ func TestConsulKilledAndRestarted(t *testing.T) {
 	register(t, c, "web", "web-1", 8080)
 	register(t, c, "db", "db-1", 5432)
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
-	startCustomSD(t, "--consul.server="+agent.addr, "--output.file="+out,
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", testconsul.FreePort(t)))
+	startCustomSD(t, "--consul.server="+agent.addr, "--output.file="+out)
 	testconsul.Eventually(t, has(out, "db-1"), "first file")
 	r := startReader(t, out, "web-1", "db-1")
 

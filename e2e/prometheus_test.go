@@ -5,10 +5,12 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -23,24 +25,24 @@ import (
 // binPath is the custom-sd binary built for these tests.
 var binPath string
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+// testMain builds the binary, runs the tests and removes the binary, and
+// returns the exit code: os.Exit would skip the deferred removal. A
+// missing Consul or Prometheus binary fails each test that needs it.
+func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "custom-sd-e2e")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	binPath = filepath.Join(dir, "custom-sd")
 	if out, err := exec.Command("go", "build", "-o", binPath, "../cmd/custom-sd").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build custom-sd: %v\n%s", err, out)
-		os.Exit(1)
+		return 1
 	}
-	defer os.RemoveAll(dir)
-	for _, name := range []string{"prometheus", "promtool"} {
-		if _, err := testprom.Binary(name); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e:", err)
-			os.Exit(1)
-		}
-	}
-	testconsul.Main(m)
+	return testconsul.Run(m)
 }
 
 // Job names in the test's Prometheus configuration.
@@ -88,36 +90,70 @@ func byJob(targets []testprom.Target) map[string]map[string]testprom.Target {
 	return out
 }
 
-func startCustomSD(t *testing.T, args ...string) {
+// startCustomSD starts custom-sd with its HTTP side on a loopback port of
+// its choosing and returns that address, read back from its log.
+func startCustomSD(t *testing.T, args ...string) string {
 	t.Helper()
-	testproc.Start(t, "custom-sd", exec.Command(binPath, args...))
+	out, exited := testproc.Start(t, "custom-sd", exec.Command(binPath, append(args, "--web.listen-address=127.0.0.1:0")...))
+	return testproc.ListenAddress(t, out, exited)
+}
+
+// downTarget returns the address of a listener that accepts connections
+// and closes them at once: a scrape target that is down. It stays open,
+// so nothing else can take its port, until the test ends.
+func downTarget(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+// port returns the port of addr (host:port) as a number.
+func port(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	n, err := strconv.Atoi(p)
+	require.NoError(t, err)
+	return n
 }
 
 func TestPrometheusScrapesWhatConsulKnows(t *testing.T) {
 	srv := testconsul.Start(t)
-	sdPort := testconsul.FreePort(t)
-	sdAddr := fmt.Sprintf("127.0.0.1:%d", sdPort)
-	webPort := testconsul.FreePort(t) // nothing listens: a target that is down
-	webAddr := fmt.Sprintf("127.0.0.1:%d", webPort)
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "sd"), 0o755))
+	sdAddr := startCustomSD(t, "--consul.server="+srv.HTTPAddr, "--output.file="+filepath.Join(dir, "sd", "custom_sd.json"),
+		"--log.level=debug")
+	webAddr := downTarget(t)
 
 	// custom-sd registers itself, as a service would; web-1 has a metrics
 	// path in its meta; batch-1 is tagged staging, which the relabelling
 	// drops, as it drops Consul itself.
-	srv.Register(t, testconsul.Instance{Service: "custom-sd", ID: "custom-sd", Port: sdPort,
+	srv.Register(t, testconsul.Instance{Service: "custom-sd", ID: "custom-sd", Port: port(t, sdAddr),
 		Meta: map[string]string{"team": "observability"}, Status: api.HealthPassing})
-	srv.Register(t, testconsul.Instance{Node: "node-2", Service: "web", ID: "web-1", Address: "127.0.0.1", Port: webPort,
+	srv.Register(t, testconsul.Instance{Node: "node-2", Service: "web", ID: "web-1", Address: "127.0.0.1", Port: port(t, webAddr),
 		Tags: []string{"prod"}, Meta: map[string]string{"team": "storefront", "metrics_path": "/internal/metrics"}, Status: api.HealthWarning})
 	srv.Register(t, testconsul.Instance{Service: "batch", ID: "batch-1", Port: 9100, Tags: []string{"staging"}})
 
-	dir := t.TempDir()
-	require.NoError(t, os.Mkdir(filepath.Join(dir, "sd"), 0o755))
 	config := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(config, prometheusConfig(t, "http://"+sdAddr+"/targets"), 0o644))
 	out, err := testprom.Promtool(t, "check", "config", config)
 	require.NoError(t, err, out)
-
-	startCustomSD(t, "--consul.server="+srv.HTTPAddr, "--output.file="+filepath.Join(dir, "sd", "custom_sd.json"),
-		"--web.listen-address="+sdAddr, "--log.level=debug")
 	prom := testprom.Start(t, config)
 
 	// Both jobs discover custom-sd and web-1 with the relabelled labels;

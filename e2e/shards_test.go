@@ -25,8 +25,7 @@ func TestShardsMatchPrometheusHashmod(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "sd"), 0o755))
 	out := filepath.Join(dir, "sd", "custom_sd.json")
-	startCustomSD(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--output.shards=3", "--consul.exclude-service=consul",
-		fmt.Sprintf("--web.listen-address=127.0.0.1:%d", testconsul.FreePort(t)))
+	startCustomSD(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--output.shards=3", "--consul.exclude-service=consul")
 
 	// Prometheus: job shard-i reads every shard file and keeps its hashmod
 	// share, as a fleet of three Prometheus servers sharing one glob would.

@@ -6,9 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/custom-sd/custom-sd/internal/faultproxy"
 	"github.com/custom-sd/custom-sd/internal/testconsul"
 )
 
@@ -61,8 +61,9 @@ func TestGuardHoldsAnEmptyCatalogFromATokenWithoutRights(t *testing.T) {
 	now, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, string(good), string(now), "the file is kept byte for byte")
-	require.Equal(t, 1.0, d.metric(t, "custom_sd_removal_guard_holding", nil))
-	require.Equal(t, 4.0, d.metric(t, "custom_sd_removal_guard_held_targets", nil))
+	// The gauges are set after the log line: wait for them.
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 1 }, "holding")
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_held_targets", nil) == 4 }, "held targets")
 	code, _, _ := d.get(t, http.MethodGet, "/-/ready")
 	require.Equal(t, http.StatusServiceUnavailable, code, "not ready while the only set is held")
 	code, _, _ = d.get(t, http.MethodGet, "/targets")
@@ -77,14 +78,18 @@ func TestGuardHoldsAFreshConsulReplacingAPopulatedOne(t *testing.T) {
 	t.Parallel()
 	old := testconsul.Start(t)
 	populate(t, old)
+	// The proxy is the one address, in front of the old agent and then
+	// the fresh one.
+	proxy := faultproxy.Start(t, old.HTTPAddr)
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
-	d := startDaemon(t, "--consul.server="+old.HTTPAddr, "--output.file="+out, "--output.removal-hold=1h")
+	d := startDaemon(t, "--consul.server="+proxy.Addr, "--output.file="+out, "--output.removal-hold=1h")
 	d.waitLog(t, 1, "Output file is complete")
 
-	port := old.Config.Ports.HTTP
 	good := addresses(t, out)
+	require.NoError(t, proxy.SetTarget(""))
 	old.Halt(t)
-	fresh := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	fresh := testconsul.Start(t)
+	require.NoError(t, proxy.SetTarget(fresh.HTTPAddr))
 	d.waitLog(t, 1, "Consul's index went backwards; reading everything again")
 	d.waitLog(t, 1, "Holding back an update that would remove most targets", "current_targets=4", "new_targets=1")
 	// The old services stay. (Consul's own entry may already show the new
@@ -102,7 +107,8 @@ func TestGuardHoldsAFreshConsulReplacingAPopulatedOne(t *testing.T) {
 	d.waitLog(t, 1, "The held-back removal went away")
 	testconsul.Eventually(t, hasTarget(out, "other-1"))
 	require.Len(t, readTargets(t, out), 5)
-	require.Zero(t, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	// The gauge is set after the file is written: wait for it.
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 0 }, "released")
 	require.Equal(t, 0, d.terminate(t))
 }
 
@@ -122,6 +128,7 @@ func TestGuardAppliesAGenuineScaleDownAfterTheHold(t *testing.T) {
 	d.waitLog(t, 1, "Holding back an update that would remove most targets")
 	d.waitLog(t, 1, "Applying a large removal that has lasted for the hold time", "removed_targets=3")
 	testconsul.Eventually(t, func() bool { return len(readTargets(t, out)) == 1 }, "only consul is left")
-	require.Zero(t, d.metric(t, "custom_sd_removal_guard_holding", nil))
+	// The gauge is set after the file is written: wait for it.
+	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 0 }, "released")
 	require.Equal(t, 0, d.terminate(t))
 }

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/custom-sd/custom-sd/internal/faultproxy"
 	"github.com/custom-sd/custom-sd/internal/testconsul"
 	"github.com/custom-sd/custom-sd/internal/testproc"
 )
@@ -24,19 +24,24 @@ import (
 // binPath is the custom-sd binary built for these tests.
 var binPath string
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+// testMain builds the binary, runs the tests and removes the binary, and
+// returns the exit code: os.Exit would skip the deferred removal.
+func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "custom-sd-bin")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	defer os.RemoveAll(dir)
 	binPath = filepath.Join(dir, "custom-sd")
 	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build custom-sd: %v\n%s", err, out)
-		os.Exit(1)
+		return 1
 	}
-	defer os.RemoveAll(dir)
-	testconsul.Main(m)
+	return testconsul.Run(m)
 }
 
 // daemon is a running custom-sd process.
@@ -55,12 +60,12 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 
 // startDaemonEnv starts custom-sd with extra environment variables; the
 // CONSUL_* variables of the test's own environment are left out. Its HTTP
-// side listens on a free loopback port.
+// side listens on a loopback port of its choosing, read back from its log
+// (an info line: run it at --log.level=info or debug).
 func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", testconsul.FreePort(t))
-	args = append(args, "--web.listen-address="+addr)
-	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &testproc.Buffer{}, done: make(chan struct{}), url: "http://" + addr}
+	args = append(args, "--web.listen-address=127.0.0.1:0")
+	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &testproc.Buffer{}, done: make(chan struct{})}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CONSUL_") {
 			d.cmd.Env = append(d.cmd.Env, kv)
@@ -80,6 +85,7 @@ func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 			t.Logf("custom-sd log:\n%s", d.stderr.String())
 		}
 	})
+	d.url = "http://" + testproc.ListenAddress(t, d.stderr, d.done)
 	return d
 }
 
@@ -222,14 +228,15 @@ func TestEndToEnd(t *testing.T) {
 
 func TestConsulUnreachableAtStart(t *testing.T) {
 	t.Parallel()
-	port := testconsul.FreePort(t)
+	proxy := faultproxy.Start(t, "") // no agent behind it yet
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
-	d := startDaemon(t, fmt.Sprintf("--consul.server=127.0.0.1:%d", port), "--output.file="+out)
+	d := startDaemon(t, "--consul.server="+proxy.Addr, "--output.file="+out)
 	d.waitLog(t, 1, "Consul query failed")
 	_, err := os.Stat(out)
 	require.ErrorIs(t, err, os.ErrNotExist, "no file while Consul is unreachable")
 
-	srv := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	srv := testconsul.Start(t)
+	require.NoError(t, proxy.SetTarget(srv.HTTPAddr))
 	srv.Register(t, testconsul.Instance{Service: "web", ID: "web-1", Port: 8080})
 	testconsul.Eventually(t, hasTarget(out, "web-1"))
 	require.Equal(t, 0, d.terminate(t))

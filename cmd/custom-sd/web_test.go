@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,13 +14,13 @@ import (
 	"testing"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/hashicorp/consul/sdk/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/custom-sd/custom-sd/internal/faultproxy"
 	"github.com/custom-sd/custom-sd/internal/testconsul"
 )
 
@@ -164,9 +163,9 @@ func TestHTTPSideFollowsTheFile(t *testing.T) {
 
 func TestNotReadyUntilConsulAnswers(t *testing.T) {
 	t.Parallel()
-	port := testconsul.FreePort(t)
+	proxy := faultproxy.Start(t, "") // no agent behind it yet
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
-	d := startDaemon(t, fmt.Sprintf("--consul.server=127.0.0.1:%d", port), "--output.file="+out)
+	d := startDaemon(t, "--consul.server="+proxy.Addr, "--output.file="+out)
 	d.waitLog(t, 1, "Consul query failed")
 	testconsul.Eventually(t, d.status(t, "/-/healthy", http.StatusOK))
 
@@ -179,7 +178,8 @@ func TestNotReadyUntilConsulAnswers(t *testing.T) {
 	require.Positive(t, d.metric(t, "custom_sd_consul_requests_total", map[string]string{"endpoint": "catalog_services", "outcome": "error"}))
 	require.Zero(t, d.metric(t, "custom_sd_consul_last_success_timestamp_seconds", nil))
 
-	srv := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	srv := testconsul.Start(t)
+	require.NoError(t, proxy.SetTarget(srv.HTTPAddr))
 	srv.Register(t, testconsul.Instance{Service: "web", ID: "web-1", Port: 8080})
 	testconsul.Eventually(t, d.status(t, "/-/ready", http.StatusOK))
 	testconsul.Eventually(t, d.status(t, "/targets", http.StatusOK))

@@ -2,10 +2,18 @@
 // Consul agent and injects the faults a real agent cannot produce on demand:
 // error statuses, hangs, reset connections, truncated or malformed bodies
 // and delays, per path prefix. It counts the requests it sees.
+//
+// The proxy listens on a port of its own, so a test can start the client
+// before the agent, or replace the agent, and point the proxy at the new
+// one with SetTarget. While it has no target, or its target does not
+// answer, it closes each connection without an answer, as an agent that
+// is down would look.
 package faultproxy
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -45,27 +53,68 @@ type Proxy struct {
 
 	rp     *httputil.ReverseProxy
 	mu     sync.Mutex
+	target *url.URL         // nil: no agent yet
 	faults map[string]Fault // path prefix -> fault
 	counts map[string]int   // path -> requests
 	hung   chan struct{}
 }
 
-// Start starts a proxy to the agent at addr (host:port) and stops it when
-// the test ends.
+// Start starts a proxy to the agent at addr (host:port), or to no agent
+// yet if addr is "", and stops it when the test ends.
 func Start(t testing.TB, addr string) *Proxy {
 	t.Helper()
-	target, err := url.Parse("http://" + addr)
-	require.NoError(t, err)
-	p := &Proxy{rp: httputil.NewSingleHostReverseProxy(target), faults: map[string]Fault{}, counts: map[string]int{}, hung: make(chan struct{}), Delay: 2 * time.Second}
-	p.rp.FlushInterval = -1
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	p := &Proxy{faults: map[string]Fault{}, counts: map[string]int{}, hung: make(chan struct{}), Delay: 2 * time.Second}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			p.mu.Lock()
+			target := p.target
+			p.mu.Unlock()
+			if target == nil { // cleared since ServeHTTP looked: the transport fails
+				r.Out.URL.Host = ""
+				return
+			}
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+		},
+		Transport:     transport,
+		FlushInterval: -1,
+		ErrorHandler:  func(w http.ResponseWriter, _ *http.Request, _ error) { reset(w) },
+	}
+	if addr != "" {
+		require.NoError(t, p.SetTarget(addr))
+	}
 	srv := httptest.NewServer(p)
 	p.URL, p.Addr = srv.URL, strings.TrimPrefix(srv.URL, "http://")
 	t.Cleanup(func() {
 		close(p.hung)
 		srv.CloseClientConnections()
 		srv.Close()
+		transport.CloseIdleConnections()
 	})
 	return p
+}
+
+// SetTarget points the proxy at the agent at addr (host:port), or at no
+// agent if addr is ""; requests from then on go there.
+func (p *Proxy) SetTarget(addr string) error {
+	var target *url.URL
+	if addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("faultproxy: target %q: %w", addr, err)
+		}
+		target = &url.URL{Scheme: "http", Host: addr}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+	return nil
+}
+
+func (p *Proxy) hasTarget() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.target != nil
 }
 
 // Set makes requests whose path starts with prefix meet fault; Pass clears
@@ -110,6 +159,10 @@ func (p *Proxy) fault(path string) Fault {
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := p.fault(r.URL.Path)
+	if !p.hasTarget() {
+		reset(w)
+		return
+	}
 	switch f {
 	case Status500:
 		http.Error(w, "injected fault", http.StatusInternalServerError)
@@ -121,11 +174,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-p.hung:
 		}
 	case Reset:
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, err := hj.Hijack(); err == nil {
-				_ = c.Close()
-			}
-		}
+		reset(w)
 	case Truncate, Malformed:
 		p.mangle(w, r, f)
 	case Slow:
@@ -161,4 +210,16 @@ func (p *Proxy) mangle(w http.ResponseWriter, r *http.Request, f Fault) {
 	}
 	w.WriteHeader(rec.Code)
 	_, _ = w.Write(body)
+}
+
+// reset closes the connection without an answer, or answers 502 where the
+// connection cannot be taken over.
+func reset(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			_ = c.Close()
+			return
+		}
+	}
+	http.Error(w, "no agent", http.StatusBadGateway)
 }

@@ -4,16 +4,17 @@
 // tools/consul into the cache; Setup finds it (CUSTOM_SD_CONSUL, then the
 // cache, then PATH) and puts it first on PATH, where
 // github.com/hashicorp/consul/sdk/testutil looks for it. A missing binary
-// fails the test: these tests never skip.
+// fails each test that needs an agent, with the reason: these tests never
+// skip. Tests that need none run without it.
 package testconsul
 
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,25 +49,38 @@ func Binary() (string, error) {
 	return "", fmt.Errorf("no consul binary: run `make consul` (builds Consul %s into the cache) or set CUSTOM_SD_CONSUL", Version)
 }
 
-// Setup puts the consul binary first on PATH. Call it from TestMain; it
-// returns an error instead of failing so TestMain can report it.
-func Setup() error {
+// Setup puts the consul binary first on PATH, once per process, and
+// returns the reason when there is none. Start calls it; TestMain may call
+// it earlier.
+func Setup() error { return setup() }
+
+var setup = sync.OnceValue(func() error {
 	p, err := Binary()
 	if err != nil {
 		return err
 	}
 	return os.Setenv("PATH", filepath.Dir(p)+string(os.PathListSeparator)+os.Getenv("PATH"))
-}
+})
 
-// Main is a TestMain body: it sets up the binary, runs the tests and then
-// fails if they leaked goroutines.
-func Main(m *testing.M) {
-	if err := Setup(); err != nil {
-		fmt.Fprintln(os.Stderr, "testconsul:", err)
-		os.Exit(1)
+// Main is a TestMain body: it runs the tests, fails if they leaked
+// goroutines and exits. It never refuses to run: without a consul binary,
+// the tests that start an agent fail and the others pass.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests and then checks for leaked goroutines, and returns
+// the exit code, so that a TestMain can clean up before it exits.
+func Run(m *testing.M) int {
+	_ = Setup() // reported by each Start
+	code := m.Run()
+	if code != 0 {
+		return code
 	}
 	// testutil's port allocator keeps a goroutine for the whole process.
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/hashicorp/consul/sdk/freeport.checkFreedPorts"))
+	if err := goleak.Find(goleak.IgnoreTopFunction("github.com/hashicorp/consul/sdk/freeport.checkFreedPorts")); err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: Errors on successful test run: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // Server is a running Consul agent (a single-node server).
@@ -81,6 +95,7 @@ type Server struct {
 // With ACLs, set ACL.Tokens.InitialManagement: Server.Client uses it.
 func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server {
 	t.Helper()
+	require.NoError(t, Setup(), "start consul")
 	srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
 		c.LogLevel = "warn"
 		c.Connect = nil
@@ -95,6 +110,14 @@ func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server 
 	// With ACLs on, the tests' own client acts with the management token.
 	client, err := api.NewClient(&api.Config{Address: srv.HTTPAddr, Token: srv.Config.ACL.Tokens.InitialManagement})
 	require.NoError(t, err)
+	if srv.Config.ACL.Enabled && srv.Config.ACL.Tokens.InitialManagement != "" {
+		// A leader may lose leadership before it has stored the
+		// management token; the next one stores it.
+		Eventually(t, func() bool {
+			_, _, err := client.ACL().TokenReadSelf(nil)
+			return err == nil
+		}, "the management token works")
+	}
 	return &Server{TestServer: srv, Client: client}
 }
 
@@ -118,15 +141,6 @@ func WithACLs(managementToken string) func(*testutil.TestServerConfig) {
 		c.ACL.Tokens.InitialManagement = managementToken
 		c.ACL.Tokens.Agent = managementToken
 	}
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Instance describes a service instance to register in the catalog.

@@ -4,10 +4,15 @@ package testproc
 
 import (
 	"bytes"
+	"encoding/json"
+	"net"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/go-logfmt/logfmt"
 	"github.com/stretchr/testify/require"
 )
 
@@ -53,4 +58,70 @@ func Start(t testing.TB, name string, cmd *exec.Cmd) (*Buffer, <-chan struct{}) 
 		}
 	})
 	return out, done
+}
+
+// ListenAddress waits until the process writing out logs that it listens
+// for HTTP, and returns the address it bound (host:port). Start the
+// process with a listen address on port 0: the address comes from the
+// process, so no port is picked, released and taken later. Both custom-sd
+// and Prometheus serve HTTP through prometheus/exporter-toolkit, which logs
+// msg="Listening on" with the address, in logfmt or in JSON. It fails the
+// test if the process exits first.
+func ListenAddress(t testing.TB, out *Buffer, exited <-chan struct{}) string {
+	t.Helper()
+	var addr string
+	require.Eventually(t, func() bool {
+		select {
+		case <-exited:
+			return true // reported below
+		default:
+		}
+		addr = listenAddress(out.String())
+		return addr != ""
+	}, 60*time.Second, 10*time.Millisecond, "the process logs the address it listens on")
+	if addr == "" {
+		t.Fatalf("the process exited before it listened:\n%s", out.String())
+	}
+	return addr
+}
+
+// listenAddress returns the address of the first "Listening on" line in
+// log, or "".
+func listenAddress(log string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "Listening on") {
+			continue
+		}
+		fields := map[string]string{}
+		if strings.HasPrefix(strings.TrimSpace(line), "{") {
+			var rec map[string]any
+			if json.Unmarshal([]byte(line), &rec) != nil {
+				continue
+			}
+			for k, v := range rec {
+				if s, ok := v.(string); ok {
+					fields[k] = s
+				}
+			}
+		} else {
+			d := logfmt.NewDecoder(strings.NewReader(line))
+			for d.ScanRecord() {
+				for d.ScanKeyval() {
+					if _, seen := fields[string(d.Key())]; !seen {
+						fields[string(d.Key())] = string(d.Value())
+					}
+				}
+			}
+			if d.Err() != nil {
+				continue
+			}
+		}
+		if fields["msg"] != "Listening on" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(fields["address"]); err == nil {
+			return fields["address"]
+		}
+	}
+	return ""
 }

@@ -10,7 +10,6 @@ package testprom
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,26 +67,22 @@ type Server struct {
 	log *testproc.Buffer
 }
 
-// Start runs Prometheus with the configuration file at config on a free
-// loopback port, keeping its data in a temporary directory, and waits until
-// it is ready. It stops when the test ends.
+// Start runs Prometheus with the configuration file at config on a loopback
+// port of its choosing, keeping its data in a temporary directory, and
+// waits until it is ready. It stops when the test ends.
 func Start(t testing.TB, config string) *Server {
 	t.Helper()
 	bin, err := Binary("prometheus")
 	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-
-	s := &Server{URL: "http://" + addr}
+	s := &Server{}
 	var done <-chan struct{}
 	s.log, done = testproc.Start(t, "prometheus", exec.Command(bin,
 		"--config.file="+config,
 		"--storage.tsdb.path="+t.TempDir(),
-		"--web.listen-address="+addr,
-		"--log.level=warn",
+		"--web.listen-address=127.0.0.1:0",
+		"--log.level=info", // for the "Listening on" line
 	))
+	s.URL = "http://" + testproc.ListenAddress(t, s.log, done)
 	require.Eventually(t, func() bool {
 		select {
 		case <-done:

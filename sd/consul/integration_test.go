@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/custom-sd/custom-sd/internal/faultproxy"
 	"github.com/custom-sd/custom-sd/internal/testconsul"
 )
 
@@ -197,14 +198,15 @@ func TestRealConsulHTTP2(t *testing.T) {
 // the complete set follows once it is up.
 func TestRealConsulUnreachableAtStart(t *testing.T) {
 	t.Parallel()
-	port := testconsul.FreePort(t)
-	d := realDiscoverer(t, fmt.Sprintf("127.0.0.1:%d", port), nil)
+	proxy := faultproxy.Start(t, "") // no agent behind it yet
+	d := realDiscoverer(t, proxy.Addr, nil)
 	c, _ := startCollector(t, d)
 	testconsul.Eventually(t, func() bool { return d.Requests() >= 3 }, "retries while Consul is down")
 	_, sends := c.snapshot()
 	require.Zero(t, sends)
 
-	srv := testconsul.Start(t, func(c *testutil.TestServerConfig) { c.Ports.HTTP = port })
+	srv := testconsul.Start(t)
+	require.NoError(t, proxy.SetTarget(srv.HTTPAddr))
 	srv.Register(t, testconsul.Instance{Service: "web", Port: 80})
 	testconsul.Eventually(t, func() bool { return c.labels("web", "web") != nil }, "targets once Consul is up")
 }
