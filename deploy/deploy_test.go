@@ -109,6 +109,9 @@ type promConfig struct {
 		FileSDConfigs []struct {
 			Files []string `yaml:"files"`
 		} `yaml:"file_sd_configs"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
 	} `yaml:"scrape_configs"`
 }
 
