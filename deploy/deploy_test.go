@@ -1,8 +1,10 @@
-// Package deploy holds the example deployment: Dockerfile (at the root),
-// docker-compose.yml, consul.json and prometheus.yml. Docker cannot run in
-// CI, so these tests parse the files and check that their paths, ports and
-// names agree, build the binary the way the Dockerfile does, and have
-// promtool and consul validate their configurations.
+// Package deploy holds the example deployments: Dockerfile (at the root),
+// docker-compose.yml, consul.json and prometheus.yml; a systemd unit in
+// systemd/; Kubernetes manifests in kubernetes/. Neither Docker nor a
+// cluster can run in CI, so these tests parse the files and check that
+// their paths, ports and names agree, build the binary the way the
+// Dockerfile does, and have promtool, consul and systemd-analyze validate
+// what they can.
 package deploy
 
 import (
@@ -109,6 +111,9 @@ type promConfig struct {
 		FileSDConfigs []struct {
 			Files []string `yaml:"files"`
 		} `yaml:"file_sd_configs"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
 	} `yaml:"scrape_configs"`
 }
 
