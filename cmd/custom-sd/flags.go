@@ -252,18 +252,41 @@ func (f *consulFlags) config() (consul.Config, error) {
 	if f.maxConnections < consul.MinConnections { // 0 would mean the default to the library
 		return consul.Config{}, fmt.Errorf("--consul.max-connections: %d is below the minimum of %d", f.maxConnections, consul.MinConnections)
 	}
+	sel, err := f.selection()
+	if err != nil {
+		return consul.Config{}, err
+	}
+	conf, err := f.api()
+	if err != nil {
+		return consul.Config{}, err
+	}
+	return consul.Config{
+		API:            conf,
+		TagSeparator:   f.tagSeparator,
+		WaitTime:       f.waitTime,
+		MaxConnections: f.maxConnections,
+		AllowStale:     f.allowStale,
+		Selection:      sel,
+		Datacenters:    f.datacenters,
+		AllDatacenters: f.allDatacenters,
+		TokenFile:      f.tokenFile,
+	}, nil
+}
+
+// selection maps the flags that choose targets.
+func (f *consulFlags) selection() (consul.Selection, error) {
 	sel := consul.Selection{Services: f.services, Tags: f.tags, Filter: f.filter, HealthFilter: f.healthFilter}
 	for _, expr := range f.excludeServices {
 		re, err := consul.AnchoredRegexp(expr)
 		if err != nil {
-			return consul.Config{}, fmt.Errorf("--consul.exclude-service: %q: %w", expr, err)
+			return sel, fmt.Errorf("--consul.exclude-service: %q: %w", expr, err)
 		}
 		sel.Exclude = append(sel.Exclude, re)
 	}
 	for _, kv := range f.nodeMeta {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return consul.Config{}, fmt.Errorf("--consul.node-meta: %q is not key=value", kv)
+			return sel, fmt.Errorf("--consul.node-meta: %q is not key=value", kv)
 		}
 		if sel.NodeMeta == nil {
 			sel.NodeMeta = map[string]string{}
@@ -272,12 +295,15 @@ func (f *consulFlags) config() (consul.Config, error) {
 	}
 	var err error
 	if sel.Health, err = consul.ParseHealth(f.health); err != nil {
-		return consul.Config{}, fmt.Errorf("--consul.health: %w", err)
+		return sel, fmt.Errorf("--consul.health: %w", err)
 	}
+	return sel, nil
+}
 
-	// The defaults read CONSUL_HTTP_TOKEN(_FILE), CONSUL_HTTP_AUTH,
-	// CONSUL_HTTP_SSL and the TLS variables the consul CLI reads; flags
-	// override them.
+// api maps the flags that say how to reach the agent. The defaults read
+// CONSUL_HTTP_TOKEN(_FILE), CONSUL_HTTP_AUTH, CONSUL_HTTP_SSL and the TLS
+// variables the consul CLI reads; flags override them.
+func (f *consulFlags) api() (api.Config, error) {
 	conf := *api.DefaultConfig()
 	conf.Address = f.server
 	if f.scheme != "" {
@@ -287,13 +313,14 @@ func (f *consulFlags) config() (consul.Config, error) {
 	conf.Namespace, conf.Partition = f.namespace, f.partition
 	conf.TokenFile = "" // the discoverer reads and re-reads --consul.token-file
 	if f.passwordFile != "" && f.username == "" {
-		return consul.Config{}, errors.New("--consul.password-file: needs --consul.username")
+		return conf, errors.New("--consul.password-file: needs --consul.username")
 	}
 	if f.username != "" {
 		password := ""
 		if f.passwordFile != "" {
+			var err error
 			if password, err = consul.ReadSecretFile(f.passwordFile); err != nil {
-				return consul.Config{}, fmt.Errorf("--consul.password-file: %w", err)
+				return conf, fmt.Errorf("--consul.password-file: %w", err)
 			}
 		}
 		conf.HttpAuth = &api.HttpBasicAuth{Username: f.username, Password: password}
@@ -311,15 +338,5 @@ func (f *consulFlags) config() (consul.Config, error) {
 	if f.tlsInsecure {
 		conf.TLSConfig.InsecureSkipVerify = true
 	}
-	return consul.Config{
-		API:            conf,
-		TagSeparator:   f.tagSeparator,
-		WaitTime:       f.waitTime,
-		MaxConnections: f.maxConnections,
-		AllowStale:     f.allowStale,
-		Selection:      sel,
-		Datacenters:    f.datacenters,
-		AllDatacenters: f.allDatacenters,
-		TokenFile:      f.tokenFile,
-	}, nil
+	return conf, nil
 }
