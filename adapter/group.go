@@ -6,6 +6,20 @@
 // into file_sd groups, and rewrites the file atomically only when its content
 // changes. Until every discoverer has sent its first complete set, nothing is
 // written, so a restart never replaces a good file with a partial one.
+//
+// # The path of an update
+//
+//	a discoverer sends groups     (the discoverer's goroutine)
+//	  → the manager encodes them  manager.go, filesd.go  (Run's loop)
+//	  → the coalescer says when   coalesce.go
+//	  → each output renders,      output.go, writer.go
+//	    guards and writes         guard.go, atomic.go
+//	  → the snapshot is served    snapshot.go (Adapter.Snapshot)
+//
+// Run's loop is the only goroutine the adapter has besides the
+// discoverers' own (and, with several discoverers, one per discoverer that
+// merges their sends). It owns the manager and the outputs; the snapshot,
+// readiness and metrics are published for other goroutines to read.
 package adapter
 
 import (

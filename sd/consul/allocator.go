@@ -19,17 +19,17 @@ const (
 )
 
 // allocator decides which services of a datacenter in doorbell mode keep a
-// long poll of their own. It holds the decision, not the long polls: its
+// long poll of their own. It makes the decision, not the long polls: its
 // caller starts and stops them as told.
 type allocator struct {
 	capacity     int                  // long polls the datacenter's share of the budget leaves
-	holders      map[string]time.Time // services with a long poll → their last change
+	polling      map[string]time.Time // services with a long poll → their last change
 	blocked      bool                 // no long polls yet: start-up readers use the connections
 	lastHandOver time.Time
 }
 
 func newAllocator(capacity int) *allocator {
-	return &allocator{capacity: capacity, holders: map[string]time.Time{}}
+	return &allocator{capacity: capacity, polling: map[string]time.Time{}}
 }
 
 // candidate is a service that could have a long poll.
@@ -54,7 +54,7 @@ func (a *allocator) keep(current []candidate) (lose []string) {
 	slices.SortFunc(current, byRecentChange)
 	for i, c := range current {
 		if i < a.capacity {
-			a.holders[c.name] = c.lastChange
+			a.polling[c.name] = c.lastChange
 		} else {
 			lose = append(lose, c.name)
 		}
@@ -69,9 +69,9 @@ func (a *allocator) changed(now time.Time, c candidate) (grant bool, evict strin
 	if a.capacity == 0 || a.blocked {
 		return false, ""
 	}
-	if len(a.holders) >= a.capacity {
+	if len(a.polling) >= a.capacity {
 		oldest := candidate{}
-		for name, last := range a.holders {
+		for name, last := range a.polling {
 			h := candidate{name, last}
 			if oldest.name == "" || byRecentChange(h, oldest) > 0 {
 				oldest = h
@@ -81,34 +81,34 @@ func (a *allocator) changed(now time.Time, c candidate) (grant bool, evict strin
 			return false, ""
 		}
 		a.lastHandOver = now
-		delete(a.holders, oldest.name)
+		delete(a.polling, oldest.name)
 		evict = oldest.name
 	}
-	a.holders[c.name] = c.lastChange
+	a.polling[c.name] = c.lastChange
 	return true, evict
 }
 
 // touch notes a change of a service that has a long poll.
 func (a *allocator) touch(c candidate) {
-	if _, ok := a.holders[c.name]; ok {
-		a.holders[c.name] = c.lastChange
+	if _, ok := a.polling[c.name]; ok {
+		a.polling[c.name] = c.lastChange
 	}
 }
 
 // release notes that a service lost its long poll (it left the catalog).
-func (a *allocator) release(name string) { delete(a.holders, name) }
+func (a *allocator) release(name string) { delete(a.polling, name) }
 
 // fill gives the free long polls to the most recently changed of
 // candidates and returns them.
 func (a *allocator) fill(candidates []candidate) []string {
-	free := a.capacity - len(a.holders)
+	free := a.capacity - len(a.polling)
 	if free <= 0 || a.blocked {
 		return nil
 	}
 	slices.SortFunc(candidates, byRecentChange)
 	var granted []string
 	for _, c := range candidates[:min(free, len(candidates))] {
-		a.holders[c.name] = c.lastChange
+		a.polling[c.name] = c.lastChange
 		granted = append(granted, c.name)
 	}
 	return granted

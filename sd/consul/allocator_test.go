@@ -20,7 +20,7 @@ func TestAllocator(t *testing.T) {
 		grant   bool
 		evict   string
 		names   []string // keep: losers; fill: granted
-		holders []string // afterwards, sorted
+		polling []string // afterwards, sorted
 	}
 	tests := []struct {
 		name     string
@@ -29,30 +29,30 @@ func TestAllocator(t *testing.T) {
 		steps    []step
 	}{
 		{"doorbell mode keeps the most recently changed long polls", 2, false, []step{
-			{op: "keep", cands: []candidate{c("a", 0), c("b", 3*time.Second), c("c", time.Second)}, names: []string{"a"}, holders: []string{"b", "c"}},
+			{op: "keep", cands: []candidate{c("a", 0), c("b", 3*time.Second), c("c", time.Second)}, names: []string{"a"}, polling: []string{"b", "c"}},
 		}},
 		{"a changed service takes a free long poll", 2, false, []step{
-			{op: "changed", cands: []candidate{c("a", 0)}, grant: true, holders: []string{"a"}},
+			{op: "changed", cands: []candidate{c("a", 0)}, grant: true, polling: []string{"a"}},
 		}},
 		{"the longest quiet holder hands over after a minute", 2, false, []step{
-			{op: "fill", cands: []candidate{c("a", 0), c("b", time.Second)}, names: []string{"b", "a"}, holders: []string{"a", "b"}},
-			{now: 30 * time.Second, op: "changed", cands: []candidate{c("x", 30*time.Second)}, grant: false, holders: []string{"a", "b"}},
-			{now: 61 * time.Second, op: "changed", cands: []candidate{c("x", 61*time.Second)}, grant: true, evict: "a", holders: []string{"b", "x"}},
+			{op: "fill", cands: []candidate{c("a", 0), c("b", time.Second)}, names: []string{"b", "a"}, polling: []string{"a", "b"}},
+			{now: 30 * time.Second, op: "changed", cands: []candidate{c("x", 30*time.Second)}, grant: false, polling: []string{"a", "b"}},
+			{now: 61 * time.Second, op: "changed", cands: []candidate{c("x", 61*time.Second)}, grant: true, evict: "a", polling: []string{"b", "x"}},
 			// b has been quiet for a minute too, but hand-overs are spaced.
-			{now: 61*time.Second + 50*time.Millisecond, op: "changed", cands: []candidate{c("y", 61*time.Second)}, grant: false, holders: []string{"b", "x"}},
-			{now: 61*time.Second + 100*time.Millisecond, op: "changed", cands: []candidate{c("y", 61*time.Second)}, grant: true, evict: "b", holders: []string{"x", "y"}},
+			{now: 61*time.Second + 50*time.Millisecond, op: "changed", cands: []candidate{c("y", 61*time.Second)}, grant: false, polling: []string{"b", "x"}},
+			{now: 61*time.Second + 100*time.Millisecond, op: "changed", cands: []candidate{c("y", 61*time.Second)}, grant: true, evict: "b", polling: []string{"x", "y"}},
 		}},
-		{"a holder's change keeps it", 1, false, []step{
-			{op: "fill", cands: []candidate{c("a", 0)}, names: []string{"a"}, holders: []string{"a"}},
-			{now: 50 * time.Second, op: "touch", cands: []candidate{c("a", 50*time.Second)}, holders: []string{"a"}},
-			{now: 70 * time.Second, op: "changed", cands: []candidate{c("x", 70*time.Second)}, grant: false, holders: []string{"a"}},
+		{"a long poll's change keeps it", 1, false, []step{
+			{op: "fill", cands: []candidate{c("a", 0)}, names: []string{"a"}, polling: []string{"a"}},
+			{now: 50 * time.Second, op: "touch", cands: []candidate{c("a", 50*time.Second)}, polling: []string{"a"}},
+			{now: 70 * time.Second, op: "changed", cands: []candidate{c("x", 70*time.Second)}, grant: false, polling: []string{"a"}},
 		}},
 		{"no long polls while start-up readers run", 2, true, []step{
 			{op: "changed", cands: []candidate{c("a", 0)}, grant: false},
 			{op: "fill", cands: []candidate{c("a", 0)}, names: nil},
 			{op: "unblock"},
-			{op: "fill", cands: []candidate{c("a", 0), c("b", time.Second), c("c", 2*time.Second)}, names: []string{"c", "b"}, holders: []string{"b", "c"}},
-			{op: "release", cands: []candidate{c("c", 0)}, holders: []string{"b"}},
+			{op: "fill", cands: []candidate{c("a", 0), c("b", time.Second), c("c", 2*time.Second)}, names: []string{"c", "b"}, polling: []string{"b", "c"}},
+			{op: "release", cands: []candidate{c("c", 0)}, polling: []string{"b"}},
 		}},
 		{"no capacity, no long polls", 0, false, []step{
 			{op: "changed", cands: []candidate{c("a", 0)}, grant: false},
@@ -81,12 +81,12 @@ func TestAllocator(t *testing.T) {
 				case "unblock":
 					a.blocked = false
 				}
-				var holders []string
-				for name := range a.holders {
-					holders = append(holders, name)
+				var polling []string
+				for name := range a.polling {
+					polling = append(polling, name)
 				}
-				slices.Sort(holders)
-				require.Equal(t, s.holders, holders, "step %d: holders", i)
+				slices.Sort(polling)
+				require.Equal(t, s.polling, polling, "step %d: polling", i)
 			}
 		})
 	}
