@@ -79,12 +79,9 @@ func instanceLabels(e *api.ServiceEntry, tagSeparator string) model.LabelSet {
 }
 
 // joinTags joins tags with sep and puts sep at both ends too, as consul_sd
-// does, so that a relabel regex like ".*,prod,.*" matches whole tags.
-// No tags give the empty string.
+// does, so that a relabel regex like ".*,prod,.*" matches whole tags. No
+// tags give the separator twice (",,"), as consul_sd gives them.
 func joinTags(tags []string, sep string) string {
-	if len(tags) == 0 {
-		return ""
-	}
 	return sep + strings.Join(tags, sep) + sep
 }
 

@@ -66,9 +66,14 @@ func TestInstanceLabels(t *testing.T) {
 			want: model.LabelSet{"__meta_consul_tags": ";a;b;"},
 		},
 		{
-			name: "no tags give an empty value",
+			name: "no tags give the separator twice, as consul_sd",
 			e:    entry(func(e *api.ServiceEntry) { e.Service.Tags = nil }),
-			want: model.LabelSet{"__meta_consul_tags": ""},
+			want: model.LabelSet{"__meta_consul_tags": ",,"},
+		},
+		{
+			name: "no tags with another separator",
+			e:    entry(func(e *api.ServiceEntry) { e.Service.Tags = []string{} }), sep: ";",
+			want: model.LabelSet{"__meta_consul_tags": ";;"},
 		},
 		{
 			name: "meta, node meta and tagged addresses",
