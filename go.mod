@@ -8,7 +8,7 @@ require (
 	github.com/go-logfmt/logfmt v0.6.1
 	github.com/hashicorp/consul/api v1.34.2
 	github.com/hashicorp/consul/sdk v0.18.2
-	github.com/hashicorp/go-bexpr v0.1.17
+	github.com/hashicorp/go-bexpr v0.1.2
 	github.com/oklog/run v1.2.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3

@@ -261,15 +261,19 @@ func (f *consulFlags) config() (consul.Config, error) {
 		return consul.Config{}, err
 	}
 	return consul.Config{
-		API:            conf,
-		TagSeparator:   f.tagSeparator,
-		WaitTime:       f.waitTime,
-		MaxConnections: f.maxConnections,
-		AllowStale:     f.allowStale,
-		Selection:      sel,
-		Datacenters:    f.datacenters,
-		AllDatacenters: f.allDatacenters,
-		TokenFile:      f.tokenFile,
+		WatchConfig: consul.WatchConfig{
+			API:            conf,
+			WaitTime:       f.waitTime,
+			MaxConnections: f.maxConnections,
+			TokenFile:      f.tokenFile,
+		},
+		JobConfig: consul.JobConfig{
+			Selection:      sel,
+			TagSeparator:   f.tagSeparator,
+			AllowStale:     f.allowStale,
+			Datacenters:    f.datacenters,
+			AllDatacenters: f.allDatacenters,
+		},
 	}, nil
 }
 

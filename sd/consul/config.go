@@ -14,7 +14,7 @@ import (
 	"github.com/custom-sd/custom-sd/adapter"
 )
 
-// Defaults for Config.
+// Defaults for the configurations.
 const (
 	DefaultTagSeparator        = ","
 	DefaultWaitTime            = 5 * time.Minute
@@ -29,38 +29,27 @@ const (
 	MinConnections = 5
 )
 
-// Config configures a Discoverer.
-type Config struct {
+// WatchConfig configures a Watch: which agent, how to reach it, and how
+// much of it to use.
+type WatchConfig struct {
 	// API addresses the agent: Address (host:port, or a URL with scheme
 	// http or https and an optional path prefix), Scheme, PathPrefix,
-	// Token or TokenFile, HttpAuth, TLSConfig, Namespace, Partition and
-	// Datacenter are used; HttpClient and Transport are replaced by the
-	// Discoverer's own.
+	// Token or TokenFile, HttpAuth and TLSConfig are used. Datacenter,
+	// Namespace and Partition are the defaults of jobs that name none;
+	// HttpClient and Transport are replaced by the Watch's own.
 	API api.Config
-	// TagSeparator joins tags in __meta_consul_tags; "" means ",".
-	TagSeparator string
 	// WaitTime is how long Consul may hold a blocking query; 0 means 5m.
 	WaitTime time.Duration
-	// MaxConnections caps the connections to the agent; 0 means 64. Keep it
-	// well below the agent's limits.http_max_conns_per_client (200).
+	// MaxConnections caps the connections to the agent, for every job of
+	// the Watch together; 0 means 64. Keep it well below the agent's
+	// limits.http_max_conns_per_client (200). While the agent refuses
+	// connections (429), the Watch uses fewer (see Watch.Budget).
 	MaxConnections int
 	// MinRequestInterval is the least time between two requests of one
-	// watch; 0 means 10ms.
+	// blocking query; 0 means 10ms.
 	MinRequestInterval time.Duration
-	// AllowStale lets any server answer reads, not only the leader.
-	AllowStale bool
-	// Selection chooses the services and instances that become targets.
-	Selection Selection
-	// Datacenters lists the datacenters to watch. Empty means API.Datacenter,
-	// or the agent's own when that is empty too. With more than one, or with
-	// AllDatacenters, each group's Source is "<datacenter>/<service>";
-	// otherwise it is the service name.
-	Datacenters []string
-	// AllDatacenters watches every datacenter the agent knows, following
-	// /v1/catalog/datacenters every DatacentersInterval.
-	AllDatacenters bool
-	// DatacentersInterval is how often the list of datacenters is read with
-	// AllDatacenters; 0 means 1m.
+	// DatacentersInterval is how often the list of datacenters is read for
+	// jobs that watch all of them; 0 means 1m.
 	DatacentersInterval time.Duration
 	// TokenFile, if set, holds the ACL token. It is re-read every
 	// TokenCheckInterval and a new token takes effect at once: every watch
@@ -68,17 +57,54 @@ type Config struct {
 	TokenFile string
 	// TokenCheckInterval is how often TokenFile is re-read; 0 means 5s.
 	TokenCheckInterval time.Duration
-	// Logger receives the discoverer's logs; nil logs nothing.
+	// Logger receives the watch's logs; nil logs nothing.
 	Logger log.Logger
 }
 
+// JobConfig says what one job of a Watch selects and how its labels look.
+type JobConfig struct {
+	// Selection chooses the services and instances that become targets.
+	Selection Selection
+	// TagSeparator joins tags in __meta_consul_tags; "" means ",".
+	TagSeparator string
+	// AllowStale lets any server answer the job's reads, not only the
+	// leader (consul_sd: allow_stale).
+	AllowStale bool
+	// Datacenters lists the datacenters to watch. Empty means the Watch's
+	// API.Datacenter, or the agent's own when that is empty too. With more
+	// than one, or with AllDatacenters, each group's Source is
+	// "<datacenter>/<service>"; otherwise it is the service name.
+	Datacenters []string
+	// AllDatacenters watches every datacenter the agent knows, following
+	// /v1/catalog/datacenters.
+	AllDatacenters bool
+	// Namespace and Partition are Consul Enterprise's; empty means the
+	// Watch's API.Namespace and API.Partition.
+	Namespace, Partition string
+}
+
+// Config configures a Discoverer: one job with a watch of its own.
+type Config struct {
+	WatchConfig
+	JobConfig
+}
+
 // Validate reports the first invalid field as an *adapter.FieldError naming
-// it, e.g. "MaxConnections" or "Selection.Filter". It reads the token file,
-// and checks that the TLS files exist and load.
+// it, e.g. "MaxConnections" or "Selection.Filter".
 func (c *Config) Validate() error {
-	fieldErr := func(field string, format string, args ...any) error {
-		return &adapter.FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+	if err := c.WatchConfig.Validate(); err != nil {
+		return err
 	}
+	return c.JobConfig.Validate()
+}
+
+func fieldErr(field string, format string, args ...any) error {
+	return &adapter.FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate reports the first invalid field as an *adapter.FieldError. It
+// reads the token file, and checks that the TLS files exist and load.
+func (c *WatchConfig) Validate() error {
 	if err := validateAddress(c.API.Address); err != nil {
 		return &adapter.FieldError{Field: "API.Address", Err: err}
 	}
@@ -96,21 +122,6 @@ func (c *Config) Validate() error {
 	}
 	if c.MinRequestInterval < 0 {
 		return fieldErr("MinRequestInterval", "%s is negative", c.MinRequestInterval)
-	}
-	if c.AllDatacenters && len(c.Datacenters) > 0 {
-		return fieldErr("AllDatacenters", "cannot be combined with {Datacenters}")
-	}
-	for _, dc := range c.Datacenters {
-		if dc == "" || strings.ContainsAny(dc, "/?&# ") {
-			return fieldErr("Datacenters", "%q is not a datacenter name", dc)
-		}
-	}
-	if err := c.Selection.Validate(); err != nil {
-		var fe *adapter.FieldError
-		if errors.As(err, &fe) {
-			return &adapter.FieldError{Field: "Selection." + fe.Field, Err: fe.Err}
-		}
-		return err
 	}
 	if c.TokenFile != "" {
 		if _, err := ReadSecretFile(c.TokenFile); err != nil {
@@ -134,6 +145,26 @@ func (c *Config) Validate() error {
 	}
 	if _, err := api.SetupTLSConfig(&c.API.TLSConfig); err != nil {
 		return &adapter.FieldError{Field: "API.TLSConfig", Err: err}
+	}
+	return nil
+}
+
+// Validate reports the first invalid field as an *adapter.FieldError.
+func (c *JobConfig) Validate() error {
+	if c.AllDatacenters && len(c.Datacenters) > 0 {
+		return fieldErr("AllDatacenters", "cannot be combined with {Datacenters}")
+	}
+	for _, dc := range c.Datacenters {
+		if dc == "" || strings.ContainsAny(dc, "/?&# ") {
+			return fieldErr("Datacenters", "%q is not a datacenter name", dc)
+		}
+	}
+	if err := c.Selection.Validate(); err != nil {
+		var fe *adapter.FieldError
+		if errors.As(err, &fe) {
+			return &adapter.FieldError{Field: "Selection." + fe.Field, Err: fe.Err}
+		}
+		return err
 	}
 	return nil
 }
@@ -164,10 +195,7 @@ func validateAddress(addr string) error {
 }
 
 // withDefaults returns c with the defaults filled in.
-func (c Config) withDefaults() Config {
-	if c.TagSeparator == "" {
-		c.TagSeparator = DefaultTagSeparator
-	}
+func (c WatchConfig) withDefaults() WatchConfig {
 	if c.WaitTime == 0 {
 		c.WaitTime = DefaultWaitTime
 	}
@@ -186,9 +214,23 @@ func (c Config) withDefaults() Config {
 	if c.TokenCheckInterval == 0 {
 		c.TokenCheckInterval = DefaultTokenCheckInterval
 	}
-	if len(c.Datacenters) == 0 && c.API.Datacenter != "" {
-		c.Datacenters = []string{c.API.Datacenter}
+	return c
+}
+
+// withDefaults returns c with the defaults filled in, the Watch's for its
+// datacenter, namespace and partition.
+func (c JobConfig) withDefaults(w *WatchConfig) JobConfig {
+	if c.TagSeparator == "" {
+		c.TagSeparator = DefaultTagSeparator
 	}
-	c.API.Datacenter = "" // each query names its own
+	if len(c.Datacenters) == 0 && !c.AllDatacenters && w.API.Datacenter != "" {
+		c.Datacenters = []string{w.API.Datacenter}
+	}
+	if c.Namespace == "" {
+		c.Namespace = w.API.Namespace
+	}
+	if c.Partition == "" {
+		c.Partition = w.API.Partition
+	}
 	return c
 }

@@ -114,14 +114,14 @@ func settle() {
 
 // fakeDiscoverer returns a Discoverer whose requests go to f in memory.
 func fakeDiscoverer(t *testing.T, f *fakeConsul, maxConns int) *Discoverer {
-	d, err := New(Config{API: api.Config{Address: "consul.invalid:8500"}, MaxConnections: maxConns})
+	d, err := New(Config{WatchConfig: WatchConfig{API: api.Config{Address: "consul.invalid:8500"}, MaxConnections: maxConns}})
 	require.NoError(t, err)
 	d.transport.base = inMemory{f}
 	return d
 }
 
 // inDoorbellMode reports whether some datacenter is watched in doorbell mode.
-func inDoorbellMode(d *Discoverer) bool { return d.doorbellDCs.Load() > 0 }
+func inDoorbellMode(d *Discoverer) bool { return d.doorbellScopes.Load() > 0 }
 
 // modes are the discoverer's ways of watching, chosen by the connection
 // budget for the tests' eight to nine services.
@@ -342,18 +342,20 @@ func TestUpdateKeepsTheNewestRead(t *testing.T) {
 		{"newer read", 11, "c", true, "c"},
 		{"newer index, same targets", 12, "c", false, "c"},
 	}
-	d, err := New(Config{API: api.Config{Address: "consul.invalid:8500"}})
+	d, err := New(Config{WatchConfig: WatchConfig{API: api.Config{Address: "consul.invalid:8500"}}})
 	require.NoError(t, err)
-	j := newJob(&d.cfg.Selection, d.cfg.TagSeparator)
+	w := newWatcher(t.Context(), d.Watch)
+	j := d.job.state
 	j.started = true
-	w := newWatcher(t.Context(), d, j)
-	dc := &datacenter{services: map[string]*service{}, logger: d.logger, complete: true}
-	s := &service{name: "web", gen: 1}
-	dc.services["web"] = s
-	w.dcs[""] = dc
+	sc := w.newScope(j.key(""))
+	w.scopes[sc.key] = sc
+	v := &view{job: j, scope: sc, listed: true, done: true, wanted: map[string]struct{}{"web": {}}, unseen: map[string]struct{}{}}
+	sc.views[j], j.views[sc.key] = v, v
+	s := &service{name: "web", gen: 1, wantedBy: 1}
+	sc.services["web"] = s
 	sends := 0
 	for _, tc := range tests {
-		changed := w.update(dc, s, read{dc: dc, name: "web", gen: 1, index: tc.index, entries: entries(tc.id)}, time.Now())
+		changed := w.update(sc, s, read{sc: sc, name: "web", gen: 1, index: tc.index, entries: entries(tc.id)}, time.Now())
 		require.Equal(t, tc.changed, changed, tc.name)
 		if groups, due := j.mailbox.take(); due {
 			sends++

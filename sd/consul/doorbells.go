@@ -41,8 +41,9 @@ const (
 	nodesDoorbellFilter  = `Node == "custom-sd.doorbell.invalid"`
 )
 
-// doorbells is the state of a datacenter in doorbell mode.
+// doorbells is the state of a scope in doorbell mode.
 type doorbells struct {
+	share  int                // the scope's share of the budget it was set up for
 	cancel context.CancelFunc // stops the doorbells and the readers
 	queue  *readQueue
 	pacer  sweepPacer
@@ -58,92 +59,91 @@ type doorbells struct {
 	stopStartup func() // tells the start-up readers to stop; nil once called
 }
 
-// enterDoorbellMode starts the doorbells and the readers of dc.
-func (w *watcher) enterDoorbellMode(dc *datacenter) {
-	if dc.doorbells != nil {
+// enterDoorbellMode starts the doorbells and the readers of sc.
+func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
+	if sc.doorbells != nil {
 		return
 	}
-	slots := w.streams()
 	readers := min(max(slots/4, 1), 16)
-	ctx, cancel := context.WithCancel(dc.ctx)
-	db := &doorbells{cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-3-readers, 0))}
-	dc.doorbells = db
-	w.d.doorbellDCs.Add(1)
-	level.Info(dc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
-		"services", len(dc.services), "long_polls", db.alloc.capacity, "readers", readers, "max_connections", w.d.cfg.MaxConnections)
+	ctx, cancel := context.WithCancel(sc.ctx)
+	db := &doorbells{share: slots, cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-3-readers, 0))}
+	sc.doorbells = db
+	w.w.doorbellScopes.Add(1)
+	level.Info(sc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
+		"services", len(sc.services), "long_polls", db.alloc.capacity, "readers", readers, "max_connections", w.w.cfg.MaxConnections)
 
 	// Keep the most recently changed long polls that fit; read the others
 	// once more in case a change raced with the hand-over.
 	var polling []candidate
-	for _, s := range dc.services {
+	for _, s := range sc.services {
 		if s.hasLongPoll() {
 			polling = append(polling, s.candidate())
 		}
 	}
 	for _, name := range db.alloc.keep(polling) {
-		s := dc.services[name]
-		w.stopLongPoll(dc, s)
-		w.readSoon(dc, s)
+		s := sc.services[name]
+		w.stopLongPoll(sc, s)
+		w.readSoon(sc, s)
 	}
 
 	ringer := func(doorbell string) func(api.HealthChecks, uint64) {
 		return func(checks api.HealthChecks, index uint64) {
 			select {
-			case w.rings <- ring{dc: dc, doorbell: doorbell, index: index, checks: checks}:
+			case w.rings <- ring{sc: sc, doorbell: doorbell, index: index, checks: checks}:
 			case <-ctx.Done():
 			}
 		}
 	}
 	checks := func(ctx context.Context, q *api.QueryOptions) (api.HealthChecks, *api.QueryMeta, error) {
-		return w.d.client.Health().State(api.HealthAny, q)
+		return w.w.client.Health().State(api.HealthAny, q)
 	}
 	nodes := func(ctx context.Context, q *api.QueryOptions) ([]*api.Node, *api.QueryMeta, error) {
-		return w.d.client.Catalog().Nodes(q)
+		return w.w.client.Catalog().Nodes(q)
 	}
 	w.wg.Go(func() {
-		poll(ctx, w.poller(dc, "non-passing checks", "/v1/health/state/any", healthDoorbellFilter), 0, checks, ringer(doorbellChecks))
+		poll(ctx, w.poller(sc, "non-passing checks", "/v1/health/state/any", healthDoorbellFilter), 0, checks, ringer(doorbellChecks))
 	})
 	w.wg.Go(func() {
 		ring := ringer(doorbellNodes)
-		poll(ctx, w.poller(dc, "nodes", "/v1/catalog/nodes", nodesDoorbellFilter), 0, nodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
+		poll(ctx, w.poller(sc, "nodes", "/v1/catalog/nodes", nodesDoorbellFilter), 0, nodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
 	})
 	for range readers {
-		w.wg.Go(func() { w.readLoop(ctx, ctx, dc, db.queue) })
+		w.wg.Go(func() { w.readLoop(ctx, ctx, sc, db.queue) })
 	}
-	if extra := db.alloc.capacity - dc.longPolls; extra > 0 && dc.longPolls == 0 && !dc.complete {
+	if extra := db.alloc.capacity - sc.longPolls; extra > 0 && sc.longPolls == 0 && !sc.caughtUp() {
 		startCtx, stop := context.WithCancel(ctx)
 		db.stopStartup, db.alloc.blocked = stop, true
 		var startup sync.WaitGroup
 		for range extra {
-			startup.Go(func() { w.readLoop(ctx, startCtx, dc, db.queue) })
+			startup.Go(func() { w.readLoop(ctx, startCtx, sc, db.queue) })
 		}
 		w.wg.Go(func() {
 			startup.Wait()
 			select {
-			case w.rings <- ring{dc: dc, doorbell: startupDone}:
+			case w.rings <- ring{sc: sc, doorbell: startupDone}:
 			case <-ctx.Done():
 			}
 		})
 	}
 }
 
-// leaveDoorbellMode stops the doorbells and the readers of dc.
-func (w *watcher) leaveDoorbellMode(dc *datacenter) {
-	if dc.doorbells == nil {
+// leaveDoorbellMode stops the doorbells and the readers of sc.
+func (w *watcher) leaveDoorbellMode(sc *scope) {
+	if sc.doorbells == nil {
 		return
 	}
-	dc.doorbells.cancel()
-	dc.doorbells = nil
-	w.d.doorbellDCs.Add(-1)
-	if dc.ctx.Err() == nil {
-		level.Info(dc.logger).Log("msg", "Watching every service with its own long poll", "services", len(dc.services))
+	sc.doorbells.cancel()
+	sc.doorbells = nil
+	w.w.doorbellScopes.Add(-1)
+	if sc.ctx.Err() == nil {
+		level.Info(sc.logger).Log("msg", "Watching every service with its own long poll", "services", len(sc.services))
 	}
 }
 
 // endStartup stops the start-up readers once every service has been read;
 // the long polls start when the last has stopped.
-func (w *watcher) endStartup(dc *datacenter) {
-	if db := dc.doorbells; db.stopStartup != nil {
+func (w *watcher) endStartup(sc *scope) {
+	if db := sc.doorbells; db.stopStartup != nil {
 		db.stopStartup()
 		db.stopStartup = nil
 	}
@@ -151,49 +151,49 @@ func (w *watcher) endStartup(dc *datacenter) {
 
 // startupDone gives the long polls their connections once the start-up
 // readers have stopped.
-func (w *watcher) startupDone(dc *datacenter) {
-	dc.doorbells.alloc.blocked = false
-	w.fillLongPolls(dc)
+func (w *watcher) startupDone(sc *scope) {
+	sc.doorbells.alloc.blocked = false
+	w.fillLongPolls(sc)
 }
 
 // readSoon queues a read of s ahead of any sweep.
-func (w *watcher) readSoon(dc *datacenter, s *service) {
-	if dc.doorbells != nil && !s.hasLongPoll() {
-		dc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
+func (w *watcher) readSoon(sc *scope, s *service) {
+	if sc.doorbells != nil && !s.hasLongPoll() {
+		sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
 	}
 }
 
 // healthChanged reads every service without a long poll whose non-passing
 // checks in the doorbell's list differ from those of its last read.
-func (w *watcher) healthChanged(dc *datacenter, checks api.HealthChecks) {
+func (w *watcher) healthChanged(sc *scope, checks api.HealthChecks) {
 	list := indexNonPassing(checks)
-	for _, s := range dc.services {
+	for _, s := range sc.services {
 		if s.hasLongPoll() || !s.fetched {
 			continue // its long poll, or the read that reads it first, will see it
 		}
 		if list.differs(s.name, &s.health) {
-			w.readSoon(dc, s)
+			w.readSoon(sc, s)
 		}
 	}
 }
 
 // requestSweep notes a ring at index and starts a sweep if the pacer says
 // so.
-func (w *watcher) requestSweep(dc *datacenter, now time.Time, index uint64) {
-	if dc.doorbells.pacer.request(now, index) {
-		w.startSweep(dc, now)
+func (w *watcher) requestSweep(sc *scope, now time.Time, index uint64) {
+	if sc.doorbells.pacer.request(now, index) {
+		w.startSweep(sc, now)
 	}
 }
 
 // startSweep probes every service without a long poll, the most recently
 // changed first; those never read are read in full.
-func (w *watcher) startSweep(dc *datacenter, now time.Time) {
-	db := dc.doorbells
+func (w *watcher) startSweep(sc *scope, now time.Time) {
+	db := sc.doorbells
 	if db.pacer.running {
 		return
 	}
-	quiet := make([]*service, 0, len(dc.services)-dc.longPolls)
-	for _, s := range dc.services {
+	quiet := make([]*service, 0, len(sc.services)-sc.longPolls)
+	for _, s := range sc.services {
 		// A service with a read queued needs no probe: at start, that is
 		// every service.
 		if !s.hasLongPoll() && !db.queue.waiting(s.name) {
@@ -218,100 +218,100 @@ func (w *watcher) startSweep(dc *datacenter, now time.Time) {
 	}
 	db.pacer.start(now, len(quiet), probes)
 	db.outstanding = len(quiet)
-	w.d.metrics.sweeps.Inc()
+	w.w.metrics.sweeps.Inc()
 	if db.outstanding == 0 {
-		w.sweepFinished(dc, now)
+		w.sweepFinished(sc, now)
 	}
 }
 
 // readDone accounts for a successful read in doorbell mode: a probe whose
 // index moved is followed by a full read, and a quiet service that changed
 // gets a long poll.
-func (w *watcher) readDone(dc *datacenter, s *service, r read, changed bool, now time.Time) {
-	db := dc.doorbells
+func (w *watcher) readDone(sc *scope, s *service, r read, changed bool, now time.Time) {
+	db := sc.doorbells
 	if s != nil && r.probe && r.index != s.index {
-		w.readSoon(dc, s)
+		w.readSoon(sc, s)
 	}
 	if changed {
 		if s.hasLongPoll() {
 			db.alloc.touch(s.candidate())
 		} else {
-			w.promote(dc, s, now)
+			w.promote(sc, s, now)
 		}
 	}
-	w.sweepReadDone(dc, r, now)
+	w.sweepReadDone(sc, r, now)
 }
 
 // readFailed accounts for a failed read: the service keeps its last known
 // targets and a sweep retries it after a backoff.
-func (w *watcher) readFailed(dc *datacenter, r read, now time.Time) {
-	db := dc.doorbells
+func (w *watcher) readFailed(sc *scope, r read, now time.Time) {
+	db := sc.doorbells
 	if db.pacer.readFailed(now, r.err) {
-		w.startSweep(dc, now)
+		w.startSweep(sc, now)
 	} else if !db.pacer.running {
-		w.logRetry(dc, now)
+		w.logRetry(sc, now)
 	}
-	w.sweepReadDone(dc, r, now)
+	w.sweepReadDone(sc, r, now)
 }
 
 // sweepReadDone counts a read of the running sweep.
-func (w *watcher) sweepReadDone(dc *datacenter, r read, now time.Time) {
-	db := dc.doorbells
+func (w *watcher) sweepReadDone(sc *scope, r read, now time.Time) {
+	db := sc.doorbells
 	if !r.sweep || !db.pacer.running {
 		return
 	}
 	db.outstanding--
 	if db.outstanding == 0 {
-		w.sweepFinished(dc, now)
+		w.sweepFinished(sc, now)
 	}
 }
 
 // sweepFinished schedules what follows a sweep.
-func (w *watcher) sweepFinished(dc *datacenter, now time.Time) {
-	db := dc.doorbells
+func (w *watcher) sweepFinished(sc *scope, now time.Time) {
+	db := sc.doorbells
 	failed := db.pacer.failed
-	level.Debug(dc.logger).Log("msg", "Sweep done", "took", now.Sub(db.pacer.started), "failed", failed, "long_polls", dc.longPolls)
+	level.Debug(sc.logger).Log("msg", "Sweep done", "took", now.Sub(db.pacer.started), "failed", failed, "long_polls", sc.longPolls)
 	again := db.pacer.finish(now)
 	if failed > 0 {
-		w.logRetry(dc, now)
+		w.logRetry(sc, now)
 	} else {
-		w.fillLongPolls(dc)
+		w.fillLongPolls(sc)
 	}
 	if again {
-		w.startSweep(dc, now)
+		w.startSweep(sc, now)
 	}
 }
 
 // logRetry says that failed reads will be retried.
-func (w *watcher) logRetry(dc *datacenter, now time.Time) {
-	p := &dc.doorbells.pacer
-	level.Warn(dc.logger).Log("msg", "Some services could not be read; keeping their last known targets", "retry_in", p.retryAt.Sub(now), "err", p.err)
+func (w *watcher) logRetry(sc *scope, now time.Time) {
+	p := &sc.doorbells.pacer
+	level.Warn(sc.logger).Log("msg", "Some services could not be read; keeping their last known targets", "retry_in", p.retryAt.Sub(now), "err", p.err)
 }
 
 // promote gives s a long poll if the allocator grants one, taking it from
 // the service it names.
-func (w *watcher) promote(dc *datacenter, s *service, now time.Time) {
-	grant, evict := dc.doorbells.alloc.changed(now, s.candidate())
+func (w *watcher) promote(sc *scope, s *service, now time.Time) {
+	grant, evict := sc.doorbells.alloc.changed(now, s.candidate())
 	if !grant {
 		return
 	}
-	if e := dc.services[evict]; e != nil {
-		w.stopLongPoll(dc, e)
-		w.readSoon(dc, e)
+	if e := sc.services[evict]; e != nil {
+		w.stopLongPoll(sc, e)
+		w.readSoon(sc, e)
 	}
-	w.startLongPoll(dc, s)
+	w.startLongPoll(sc, s, s.index)
 }
 
 // fillLongPolls gives free long polls to the most recently changed
 // services.
-func (w *watcher) fillLongPolls(dc *datacenter) {
+func (w *watcher) fillLongPolls(sc *scope) {
 	var quiet []candidate
-	for _, s := range dc.services {
+	for _, s := range sc.services {
 		if !s.hasLongPoll() && s.fetched {
 			quiet = append(quiet, s.candidate())
 		}
 	}
-	for _, name := range dc.doorbells.alloc.fill(quiet) {
-		w.startLongPoll(dc, dc.services[name])
+	for _, name := range sc.doorbells.alloc.fill(quiet) {
+		w.startLongPoll(sc, sc.services[name], sc.services[name].index)
 	}
 }

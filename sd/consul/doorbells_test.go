@@ -24,7 +24,7 @@ func TestDoorbellModeReadsEachServiceOnceAtStart(t *testing.T) {
 		got, sends := c.snapshot()
 		require.Len(t, got, services)
 		require.Positive(t, sends)
-		require.EqualValues(t, 1, d.doorbellDCs.Load(), "doorbell mode")
+		require.EqualValues(t, 1, d.doorbellScopes.Load(), "doorbell mode")
 		longPolls := d.longPolls.Load()
 		require.Positive(t, longPolls, "long polls after the start-up readers stopped")
 		reads := 0

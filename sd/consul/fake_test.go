@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -80,6 +81,18 @@ func (f *fakeConsul) set(name string, index uint64, instances ...string) {
 	f.changed = make(chan struct{})
 }
 
+// setEntries replaces a service's instances with entries and moves the
+// index forward.
+func (f *fakeConsul) setEntries(name string, entries ...*api.ServiceEntry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.raft++
+	f.index = f.raft
+	f.services[name] = &fakeService{index: f.raft, entries: entries}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
 // setStatus sets the health check of every instance of a service and moves
 // the index forward.
 func (f *fakeConsul) setStatus(name, status string) {
@@ -134,8 +147,16 @@ func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
 	switch {
 	case path == "/v1/catalog/services":
 		out := map[string][]string{}
-		for name := range f.services {
-			out[name] = []string{}
+		for name, svc := range f.services {
+			tags := []string{}
+			for _, e := range svc.entries {
+				for _, t := range e.Service.Tags {
+					if !slices.Contains(tags, t) {
+						tags = append(tags, t)
+					}
+				}
+			}
+			out[name] = tags
 		}
 		return out, f.index, true
 	case strings.HasPrefix(path, "/v1/health/service/"):

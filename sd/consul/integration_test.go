@@ -26,7 +26,7 @@ import (
 
 func realDiscoverer(t *testing.T, addr string, mod func(*Config)) *Discoverer {
 	t.Helper()
-	cfg := Config{API: api.Config{Address: addr}}
+	cfg := Config{WatchConfig: WatchConfig{API: api.Config{Address: addr}}}
 	if mod != nil {
 		mod(&cfg)
 	}

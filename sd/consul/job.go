@@ -14,91 +14,142 @@ import (
 	"github.com/custom-sd/custom-sd/adapter"
 )
 
-// job turns the watcher's reads into the target groups of one selection
-// and hands them to the adapter. This is the one place that decides what
-// is complete: nothing goes out until every datacenter has been read once,
-// then the complete set in one send, then the groups that change. A
-// datacenter read again from scratch (Consul's index went backwards, a new
-// token) keeps its old groups until it is complete again; then the groups
-// it no longer has are deleted.
+// Job is one job of a Watch: an adapter.Discoverer for the targets its
+// configuration selects.
+type Job struct {
+	w            *Watch
+	cfg          JobConfig
+	filter       *localFilter // the health filter, when it is evaluated here
+	serverFilter string       // the health filter, when the agent applies it
+	state        *job
+}
+
+// Run implements adapter.Discoverer. It sends nothing until every service
+// the job wants in every datacenter has been read once, then the complete
+// set, then the groups that change. The Watch must run meanwhile. When Run
+// returns, the job is no longer watched; run a job once.
+func (j *Job) Run(ctx context.Context, up chan<- []*adapter.Group) {
+	j.state.forward(ctx, up)
+	select {
+	case j.w.detach <- j.state:
+	case <-j.w.stopped:
+	}
+}
+
+// job is the watcher's state of one running Job. It turns reads into the
+// job's target groups and hands them to the adapter. This is the one place
+// that decides what is complete: nothing goes out until every view (the job
+// in one scope) is complete, then the complete set in one send, then the
+// groups that change. A view started again from scratch (Consul's index
+// went backwards, a new token) keeps its old groups until it is complete
+// again; then the groups it no longer has are deleted.
 //
-// The watcher calls its methods; its own goroutine (forward) sends what is
-// in its mailbox, so that the watcher never waits for the adapter.
+// The watcher calls its methods; the job's Run forwards its mailbox, so that
+// the watcher never waits for the adapter.
 type job struct {
-	sel    *Selection
-	tagSep string
+	cfg       *JobConfig
+	instances instances // the instance-level selection
+	key       func(dc string) scopeKey
+	views     map[scopeKey]*view
 
 	last    map[string]uint64         // source → fingerprint of its latest group
-	pending map[string]*adapter.Group // groups of datacenters not complete yet
+	pending map[string]*adapter.Group // groups of views not complete yet
 	started bool                      // the complete set has been sent
 
 	mailbox mailbox
 }
 
-func newJob(sel *Selection, tagSep string) *job {
+func newJob(j *Job) *job {
 	return &job{
-		sel:     sel,
-		tagSep:  tagSep,
+		cfg:       &j.cfg,
+		instances: j.cfg.Selection.instances(j.filter),
+		key: func(dc string) scopeKey {
+			return scopeKey{datacenter: dc, namespace: j.cfg.Namespace, partition: j.cfg.Partition, healthFilter: j.serverFilter, stale: j.cfg.AllowStale}
+		},
+		views:   map[scopeKey]*view{},
 		last:    map[string]uint64{},
 		pending: map[string]*adapter.Group{},
 		mailbox: newMailbox(),
 	}
 }
 
-// update takes a read of a service of dc and reports whether the
+// multiDatacenter reports whether the job's sources carry the datacenter.
+func (j *job) multiDatacenter() bool { return j.cfg.AllDatacenters || len(j.cfg.Datacenters) > 1 }
+
+// view is a job's part of one scope: the services of the scope it wants,
+// and whether it has seen all of them.
+type view struct {
+	job    *job
+	scope  *scope
+	prefix string // put before each service name to make a group's Source
+
+	listed bool                // its service list has been read since the view started
+	wanted map[string]struct{} // services of the scope the job wants
+	unseen map[string]struct{} // wanted and not passed to the job since the view started
+	done   bool                // it has caught up once since it started: changes go out at once
+}
+
+// caughtUp reports whether every service the view wants has been passed to
+// the job.
+func (v *view) caughtUp() bool { return v.listed && len(v.unseen) == 0 }
+
+// update takes a read of a service the view wants and reports whether the
 // service's targets changed.
-func (j *job) update(dc *datacenter, name string, entries []*api.ServiceEntry) bool {
-	source := dc.prefix + name
-	g := toGroup(source, name, j.sel.admitted(entries), j.tagSep)
+func (v *view) update(name string, entries []*api.ServiceEntry) bool {
+	delete(v.unseen, name)
+	j := v.job
+	source := v.prefix + name
+	g := toGroup(source, name, j.instances.admitted(entries), j.cfg.TagSeparator)
 	fp := fingerprint(g)
 	if old, ok := j.last[source]; ok && old == fp {
 		return false
 	}
 	j.last[source] = fp
-	j.emit(dc, g)
+	j.emit(v, g)
 	return true
 }
 
-// remove deletes the group of a service that left dc's catalog.
-func (j *job) remove(dc *datacenter, name string) {
-	source := dc.prefix + name
-	if _, ok := j.last[source]; !ok {
+// remove deletes the group of a service the view no longer wants.
+func (v *view) remove(name string) {
+	delete(v.wanted, name)
+	delete(v.unseen, name)
+	source := v.prefix + name
+	if _, ok := v.job.last[source]; !ok {
 		return
 	}
-	delete(j.last, source)
-	j.emit(dc, &adapter.Group{Source: source})
+	delete(v.job.last, source)
+	v.job.emit(v, &adapter.Group{Source: source})
 }
 
-// emit sends g on, or keeps it until its datacenter is complete.
-func (j *job) emit(dc *datacenter, g *adapter.Group) {
-	if j.started && dc.complete {
+// emit sends g on, or keeps it until its view is complete.
+func (j *job) emit(v *view, g *adapter.Group) {
+	if j.started && v.done {
 		j.mailbox.put(g)
 		return
 	}
 	j.pending[g.Source] = g
 }
 
-// completed notes that dc has been read completely. The groups of sources
-// dc no longer has are deleted. Once every datacenter in dcs is complete
-// (and, with listed false, before the list of datacenters has been read,
-// never), the first time the complete set goes out; later, the
-// datacenter's groups that waited.
-func (j *job) completed(dc *datacenter, dcs map[string]*datacenter, listed bool) {
+// completed notes that v has caught up since it started. The groups of sources it no longer
+// has are deleted. Once every view is complete (and, with AllDatacenters,
+// the list of datacenters has been read), the first time the complete set
+// goes out; later, the view's groups that waited.
+func (j *job) completed(v *view, dcsListed bool) {
 	for src := range j.last {
-		if !strings.HasPrefix(src, dc.prefix) {
+		if !strings.HasPrefix(src, v.prefix) {
 			continue
 		}
-		if _, ok := dc.services[strings.TrimPrefix(src, dc.prefix)]; !ok {
+		if _, ok := v.wanted[strings.TrimPrefix(src, v.prefix)]; !ok {
 			delete(j.last, src)
 			j.pending[src] = &adapter.Group{Source: src}
 		}
 	}
 	if !j.started {
-		if !listed {
+		if j.cfg.AllDatacenters && !dcsListed {
 			return
 		}
-		for _, other := range dcs {
-			if !other.complete {
+		for _, other := range j.views {
+			if !other.done {
 				return
 			}
 		}
@@ -115,7 +166,7 @@ func (j *job) completed(dc *datacenter, dcs map[string]*datacenter, listed bool)
 	}
 	var groups []*adapter.Group
 	for src, g := range j.pending {
-		if strings.HasPrefix(src, dc.prefix) {
+		if strings.HasPrefix(src, v.prefix) {
 			groups = append(groups, g)
 			delete(j.pending, src)
 		}
@@ -123,12 +174,13 @@ func (j *job) completed(dc *datacenter, dcs map[string]*datacenter, listed bool)
 	j.mailbox.put(groups...)
 }
 
-// dropDatacenter deletes every group of a datacenter that is no longer
-// watched.
-func (j *job) dropDatacenter(dc *datacenter) {
+// dropView deletes every group of a view that ends (its datacenter is
+// gone).
+func (j *job) dropView(v *view) {
+	delete(j.views, v.scope.key)
 	var groups []*adapter.Group
 	for src := range j.last {
-		if strings.HasPrefix(src, dc.prefix) {
+		if strings.HasPrefix(src, v.prefix) {
 			delete(j.last, src)
 			delete(j.pending, src)
 			groups = append(groups, &adapter.Group{Source: src})

@@ -75,7 +75,7 @@ type metrics struct {
 	collectors  []prometheus.Collector
 }
 
-func newMetrics(d *Discoverer, t *transport) *metrics {
+func newMetrics(w *Watch, t *transport) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custom_sd_consul_requests_total",
@@ -83,7 +83,7 @@ func newMetrics(d *Discoverer, t *transport) *metrics {
 		}, []string{"endpoint", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "custom_sd_consul_request_duration_seconds",
-			Help: "Time from sending a request to Consul to its response headers, by endpoint. Blocking queries are held up to --consul.wait-time.",
+			Help: "Time from sending a request to Consul to its response headers, by endpoint. Blocking queries are held up to the wait time.",
 			// From a quick read to a long poll held for the whole wait time.
 			Buckets: []float64{.001, .005, .025, .1, .5, 2.5, 10, 60, 300, 600},
 		}, []string{"endpoint"}),
@@ -102,24 +102,24 @@ func newMetrics(d *Discoverer, t *transport) *metrics {
 	}
 	services := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_services",
-		Help: "Services the discoverer watches, in every datacenter.",
-	}, func() float64 { return float64(d.watched.Load()) })
+		Help: "Services watched, in every datacenter (a service read for several jobs counts once).",
+	}, func() float64 { return float64(w.watched.Load()) })
 	longPolls := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_long_polls",
 		Help: "Services with a blocking query of their own.",
-	}, func() float64 { return float64(d.longPolls.Load()) })
+	}, func() float64 { return float64(w.longPolls.Load()) })
 	sweepMode := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_sweep_mode",
-		Help: "Datacenters with more services than their share of the connection budget holds long polls for, watched with doorbells and sweeps.",
-	}, func() float64 { return float64(d.doorbellDCs.Load()) })
+		Help: "Scopes (a datacenter, or a query of its own) with more services than their share of the connection budget holds long polls for, watched with doorbells and sweeps.",
+	}, func() float64 { return float64(w.doorbellScopes.Load()) })
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_connections",
 		Help: "TCP connections open to Consul.",
 	}, func() float64 { return float64(t.conns.Load()) })
 	budget := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_max_connections",
-		Help: "The connection budget (--consul.max-connections).",
-	}, func() float64 { return float64(d.cfg.MaxConnections) })
+		Help: "The configured connection budget.",
+	}, func() float64 { return float64(w.cfg.MaxConnections) })
 	http2 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_http2",
 		Help: "1 once Consul answered over HTTP/2 (HTTPS), so many blocking queries share one connection.",
@@ -156,15 +156,15 @@ func (m *metrics) observe(req *http.Request, start time.Time, resp *http.Respons
 }
 
 // Describe implements prometheus.Collector.
-func (d *Discoverer) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range d.metrics.collectors {
+func (w *Watch) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range w.metrics.collectors {
 		c.Describe(ch)
 	}
 }
 
 // Collect implements prometheus.Collector.
-func (d *Discoverer) Collect(ch chan<- prometheus.Metric) {
-	for _, c := range d.metrics.collectors {
+func (w *Watch) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range w.metrics.collectors {
 		c.Collect(ch)
 	}
 }

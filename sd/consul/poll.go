@@ -38,6 +38,8 @@ type poller struct {
 	endpoint    string // for logs, e.g. "/v1/health/service/web"
 	filter      string // Consul filter expression, if any
 	dc          string // datacenter; "" for the agent's own
+	namespace   string
+	partition   string
 	logger      log.Logger
 	wait        time.Duration
 	minInterval time.Duration // least time between two requests
@@ -63,7 +65,7 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 	)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout(p.wait))
-		q := (&api.QueryOptions{Datacenter: p.dc, WaitIndex: index, WaitTime: p.wait, AllowStale: p.allowStale, Filter: p.filter}).WithContext(rctx)
+		q := (&api.QueryOptions{Datacenter: p.dc, Namespace: p.namespace, Partition: p.partition, WaitIndex: index, WaitTime: p.wait, AllowStale: p.allowStale, Filter: p.filter}).WithContext(rctx)
 		res, meta, err := fetch(rctx, q)
 		cancel()
 		if ctx.Err() != nil {

@@ -68,7 +68,8 @@ type Selection struct {
 	Services []string
 	// Exclude drops services whose whole name matches any of these.
 	Exclude []*regexp.Regexp
-	// Tags must all be present on an instance (consul_sd: tags).
+	// Tags must all be present on an instance (consul_sd: tags). A service
+	// is watched only if its instances carry them all between them.
 	Tags []string
 	// NodeMeta must all be present on an instance's node (consul_sd:
 	// node_meta).
@@ -78,6 +79,8 @@ type Selection struct {
 	Filter string
 	// HealthFilter is a Consul filter expression on each service's
 	// instances, as the health API sees them (consul_sd: health_filter).
+	// It is evaluated after the read when it can be (see healthfilter.go),
+	// so that jobs with different filters share their reads.
 	HealthFilter string
 	// Health is the least aggregated health an instance needs.
 	Health Health
@@ -97,13 +100,13 @@ func (s *Selection) Validate() error {
 			return &adapter.FieldError{Field: "NodeMeta", Err: fmt.Errorf("an empty key")}
 		}
 	}
-	for _, f := range []struct{ field, expr string }{{"Filter", s.Filter}, {"HealthFilter", s.HealthFilter}} {
-		if f.expr == "" {
-			continue
+	if s.Filter != "" {
+		if _, err := bexpr.CreateEvaluator(s.Filter, nil); err != nil {
+			return &adapter.FieldError{Field: "Filter", Err: fmt.Errorf("%q is not a Consul filter expression: %w", s.Filter, err)}
 		}
-		if _, err := bexpr.CreateEvaluator(f.expr); err != nil {
-			return &adapter.FieldError{Field: f.field, Err: fmt.Errorf("%q is not a Consul filter expression: %w", f.expr, err)}
-		}
+	}
+	if _, err := compileHealthFilter(s.HealthFilter); err != nil {
+		return &adapter.FieldError{Field: "HealthFilter", Err: err}
 	}
 	if s.Health < HealthAny || s.Health > HealthPassing {
 		return &adapter.FieldError{Field: "Health", Err: fmt.Errorf("%d is not a health level", int(s.Health))}
@@ -130,19 +133,53 @@ func (s *Selection) wantService(name string, tags []string) bool {
 	return true
 }
 
-// admitted returns the entries whose health the selection admits. It
-// returns entries itself when all are.
-func (s *Selection) admitted(entries []*api.ServiceEntry) []*api.ServiceEntry {
-	if s.Health == HealthAny {
+// instances is the instance-level part of a selection, applied after a
+// read that all jobs of a scope share: tags, node meta, a health filter
+// that can be evaluated here, and the health level.
+type instances struct {
+	tags     []string
+	nodeMeta map[string]string
+	filter   *localFilter // nil: none, or the agent applies it
+	health   Health
+}
+
+func (s *Selection) instances(filter *localFilter) instances {
+	return instances{tags: s.Tags, nodeMeta: s.NodeMeta, filter: filter, health: s.Health}
+}
+
+// admitted returns the entries the selection keeps. It returns entries
+// itself when it keeps all of them.
+func (m instances) admitted(entries []*api.ServiceEntry) []*api.ServiceEntry {
+	if len(m.tags) == 0 && len(m.nodeMeta) == 0 && m.filter == nil && m.health == HealthAny {
 		return entries
 	}
 	out := make([]*api.ServiceEntry, 0, len(entries))
 	for _, e := range entries {
-		if e != nil && s.Health.admits(e.Checks.AggregatedStatus()) {
+		if e != nil && m.admits(e) {
 			out = append(out, e)
 		}
 	}
 	return out
+}
+
+func (m instances) admits(e *api.ServiceEntry) bool {
+	if e.Node == nil || e.Service == nil {
+		return false
+	}
+	for _, t := range m.tags {
+		if !slices.Contains(e.Service.Tags, t) {
+			return false
+		}
+	}
+	for k, v := range m.nodeMeta {
+		if have, ok := e.Node.Meta[k]; !ok || have != v {
+			return false
+		}
+	}
+	if !m.health.admits(e.Checks.AggregatedStatus()) {
+		return false
+	}
+	return m.filter == nil || m.filter.match(e)
 }
 
 // AnchoredRegexp compiles expr so that it must match a whole name, as

@@ -1,6 +1,8 @@
 package consul
 
 import (
+	"regexp"
+	"sort"
 	"testing"
 
 	"github.com/hashicorp/consul/api"
@@ -172,4 +174,118 @@ func TestRealConsulHealthSelectionFollowsChecks(t *testing.T) {
 			require.Equal(t, []string{"web-1"}, ids())
 		})
 	}
+}
+
+// A health filter evaluated after the read keeps exactly the instances the
+// agent keeps when it applies the filter itself.
+func TestRealConsulLocalHealthFilterMatchesTheAgent(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	for _, in := range []testconsul.Instance{
+		{Node: "node-a", NodeMeta: map[string]string{"rack": "a", "zone": "z1"}, Service: "web", ID: "web-1", Port: 8080, Address: "127.0.0.5", Tags: []string{"prod", "v1"}, Meta: map[string]string{"team": "shop", "version": "1.2"}, Status: api.HealthPassing},
+		{Node: "node-b", NodeMeta: map[string]string{"rack": "b"}, Service: "web", ID: "web-2", Port: 8081, Tags: []string{"prod", "v2"}, Meta: map[string]string{"team": "shop"}, Status: api.HealthWarning},
+		{Node: "node-b", Service: "web", ID: "web-3", Port: 9090, Tags: []string{}, Status: api.HealthCritical},
+		{Node: "node-c", Service: "web", ID: "web-4", Port: 8080},
+	} {
+		srv.Register(t, in)
+	}
+	all, _, err := srv.Client.Health().Service("web", "", false, nil)
+	require.NoError(t, err)
+	require.Len(t, all, 4)
+	for _, expr := range []string{
+		`Service.Port == 8080`,
+		`Service.Port != 8080`,
+		`Service.Tags contains "prod"`,
+		`"v2" in Service.Tags`,
+		`Service.Tags is empty`,
+		`Service.Meta.team == "shop"`,
+		`Service.Meta.version matches "^1\\."`,
+		`Service.Meta is not empty`,
+		`Node.Meta.rack == "b"`,
+		`Node.Meta.zone != "z1"`,
+		`Node.Node == "node-b" and Service.ID != "web-3"`,
+		`not (Node.Node == "node-a" or Node.Node == "node-c")`,
+		`Service.Address == ""`,
+		`Node.Address == "127.0.0.1"`,
+		`Checks.Status contains "critical"`,
+		`Checks is empty`,
+		`Checks.ServiceID == "web-2"`,
+		`Node.TaggedAddresses.lan == "127.0.0.1"`,
+		`Service.Weights.Passing == 1`,
+		`Service.Kind == ""`,
+	} {
+		t.Run(expr, func(t *testing.T) {
+			f, err := compileHealthFilter(expr)
+			require.NoError(t, err)
+			require.NotNil(t, f, "evaluated after the read")
+			server, _, err := srv.Client.Health().Service("web", "", false, &api.QueryOptions{Filter: expr})
+			require.NoError(t, err, "the agent accepts the filter")
+			var want, got []string
+			for _, e := range server {
+				want = append(want, e.Service.ID)
+			}
+			for _, e := range all {
+				if f.match(e) {
+					got = append(got, e.Service.ID)
+				}
+			}
+			sort.Strings(want)
+			sort.Strings(got)
+			require.Equal(t, want, got)
+		})
+	}
+}
+
+// Several jobs on one Watch see what each sees alone.
+func TestRealConsulJobsOnOneWatch(t *testing.T) {
+	t.Parallel()
+	srv := testconsul.Start(t)
+	for _, in := range []testconsul.Instance{
+		{Node: "node-a", NodeMeta: map[string]string{"rack": "a"}, Service: "web", ID: "web-1", Port: 8080, Tags: []string{"prod"}, Status: api.HealthPassing},
+		{Node: "node-b", NodeMeta: map[string]string{"rack": "b"}, Service: "web", ID: "web-2", Port: 8081, Tags: []string{"canary"}, Status: api.HealthCritical},
+		{Node: "node-a", NodeMeta: map[string]string{"rack": "a"}, Service: "db", ID: "db-1", Port: 5432, Meta: map[string]string{"team": "data"}},
+	} {
+		srv.Register(t, in)
+	}
+	w, err := NewWatch(WatchConfig{API: api.Config{Address: srv.HTTPAddr}})
+	require.NoError(t, err)
+	jobs := map[string]JobConfig{
+		"all":     {},
+		"prod":    {Selection: Selection{Tags: []string{"prod"}}},
+		"rack-b":  {Selection: Selection{NodeMeta: map[string]string{"rack": "b"}}},
+		"data":    {Selection: Selection{Filter: `ServiceMeta.team == "data"`}},
+		"passing": {Selection: Selection{Health: HealthPassing, Exclude: []*regexp.Regexp{regexp.MustCompile("^consul$")}}},
+		"port":    {Selection: Selection{HealthFilter: `Service.Port == 8081`}},
+	}
+	want := map[string]map[string][]string{
+		"all":     {"consul": {"consul"}, "web": {"web-1", "web-2"}, "db": {"db-1"}},
+		"prod":    {"web": {"web-1"}},
+		"rack-b":  {"web": {"web-2"}},
+		"data":    {"db": {"db-1"}},
+		"passing": {"web": {"web-1"}, "db": {"db-1"}},
+		"port":    {"web": {"web-2"}},
+	}
+	collectors := map[string]*collector{}
+	for name, cfg := range jobs {
+		j, err := w.Job(cfg)
+		require.NoError(t, err)
+		collectors[name], _ = collect(t, j)
+	}
+	runWatch(t, w)
+	for name, c := range collectors {
+		testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "%s: initial set", name)
+		got, _ := c.snapshot()
+		require.Equal(t, want[name], got, name)
+	}
+	require.EqualValues(t, 3, w.longPolls.Load(), "one long poll per service, for six jobs")
+
+	srv.Register(t, testconsul.Instance{Node: "node-b", NodeMeta: map[string]string{"rack": "b"}, Service: "web", ID: "web-3", Port: 8081, Tags: []string{"prod"}})
+	testconsul.Eventually(t, func() bool {
+		got, _ := collectors["port"].snapshot()
+		return len(got["web"]) == 2
+	}, "the new instance reaches the job that selects it")
+	got, _ := collectors["prod"].snapshot()
+	require.Equal(t, []string{"web-1", "web-3"}, got["web"])
+	got, _ = collectors["rack-b"].snapshot()
+	require.Equal(t, []string{"web-2", "web-3"}, got["web"])
 }

@@ -10,21 +10,25 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// watcher owns everything the Discoverer knows of Consul: the datacenters,
-// their services, which services have a long poll, doorbell mode. Only its
-// own goroutine (run) touches that state; the goroutines it starts (long
-// polls, readers, the datacenter list) report to it on channels, each
-// message naming its datacenter, and it passes the targets to the job.
+// watcher owns everything a Watch knows of Consul: the scopes, their
+// services, which services have a long poll, doorbell mode, and the jobs'
+// views. Only its own goroutine (run) touches that state; the goroutines it
+// starts (long polls, readers, the datacenter list) report to it on
+// channels, each message naming its scope, and it passes targets to the
+// jobs.
 type watcher struct {
-	d   *Discoverer
-	job *job
+	w   *Watch
 	ctx context.Context
 	wg  sync.WaitGroup // every goroutine the watcher started
 
-	dcs    map[string]*datacenter
-	listed bool // the list of datacenters is known (always, without AllDatacenters)
+	scopes map[scopeKey]*scope
+	jobs   map[*job]struct{}
 
-	lists  chan serviceList
+	datacenters []string // the agent's list of datacenters, for jobs that watch all
+	dcsListed   bool     // it has been read
+	stopDCList  context.CancelFunc
+
+	lists  chan listed
 	reads  chan read
 	rings  chan ring
 	dcList chan []string
@@ -33,16 +37,17 @@ type watcher struct {
 	sweepAt    time.Time
 }
 
-// serviceList is a new service list of a datacenter.
-type serviceList struct {
-	dc    *datacenter
-	names map[string][]string
-	index uint64
+// listed is a new service list of a scope.
+type listed struct {
+	sc     *scope
+	filter string
+	names  map[string][]string
+	index  uint64
 }
 
 // read is one read of a service's instances, by its long poll or a reader.
 type read struct {
-	dc      *datacenter
+	sc      *scope
 	name    string
 	gen     uint64
 	index   uint64
@@ -55,43 +60,37 @@ type read struct {
 // ring is a doorbell's news in doorbell mode: a new index, and for the
 // health doorbell the checks that are not passing.
 type ring struct {
-	dc       *datacenter
+	sc       *scope
 	doorbell string // doorbellNodes, doorbellChecks or startupDone
 	index    uint64
 	checks   api.HealthChecks
 }
 
-func newWatcher(ctx context.Context, d *Discoverer, j *job) *watcher {
+func newWatcher(ctx context.Context, w *Watch) *watcher {
 	return &watcher{
-		d:      d,
-		job:    j,
+		w:      w,
 		ctx:    ctx,
-		dcs:    map[string]*datacenter{},
-		lists:  make(chan serviceList),
+		scopes: map[scopeKey]*scope{},
+		jobs:   map[*job]struct{}{},
+		lists:  make(chan listed),
 		reads:  make(chan read),
 		rings:  make(chan ring),
 		dcList: make(chan []string),
 	}
 }
 
-// run watches until the watcher's context is cancelled, then stops
-// everything it started and waits for it.
-func (w *watcher) run() {
+// run watches for the jobs created before it and those that come later
+// until the watcher's context is cancelled, then stops everything it
+// started and waits for it.
+func (w *watcher) run(jobs []*job) {
 	defer w.wg.Wait()
 	defer w.stopAll()
-	if w.d.cfg.AllDatacenters {
-		w.wg.Go(func() { w.d.followDatacenters(w.ctx, w.dcList) })
-	} else {
-		w.listed = true
-		dcs := w.d.cfg.Datacenters
-		if len(dcs) == 0 {
-			dcs = []string{""}
-		}
-		w.setDatacenters(dcs)
+	for _, j := range jobs {
+		w.attach(j)
 	}
 	var tokenC <-chan time.Time
-	if w.d.cfg.TokenFile != "" {
-		t := time.NewTicker(w.d.cfg.TokenCheckInterval)
+	if w.w.cfg.TokenFile != "" {
+		t := time.NewTicker(w.w.cfg.TokenCheckInterval)
 		defer t.Stop()
 		tokenC = t.C
 	}
@@ -103,6 +102,10 @@ func (w *watcher) run() {
 		select {
 		case <-w.ctx.Done():
 			return
+		case j := <-w.w.attach:
+			w.attach(j)
+		case j := <-w.w.detach:
+			w.detach(j)
 		case l := <-w.lists:
 			w.serviceList(l)
 		case r := <-w.reads:
@@ -113,7 +116,6 @@ func (w *watcher) run() {
 			w.sweepTimer, w.sweepAt = nil, time.Time{}
 			w.sweepsDue()
 		case dcs := <-w.dcList:
-			w.listed = true
 			w.setDatacenters(dcs)
 		case <-tokenC:
 			w.checkToken()
@@ -122,61 +124,75 @@ func (w *watcher) run() {
 	}
 }
 
-// serviceList follows a new service list of a datacenter.
-func (w *watcher) serviceList(l serviceList) {
-	dc := l.dc
-	if !w.current(dc) {
+// serviceList follows a new service list of a scope.
+func (w *watcher) serviceList(l listed) {
+	sc := l.sc
+	list := sc.lists[l.filter]
+	if !w.current(sc) || list == nil {
 		return
 	}
-	if l.index < dc.catalogIndex {
-		level.Warn(dc.logger).Log("msg", "Consul's index went backwards; reading everything again before sending anything", "old", dc.catalogIndex, "new", l.index)
-		w.restart(dc)
+	if l.index < list.index {
+		level.Warn(sc.logger).Log("msg", "Consul's index went backwards; reading everything again before sending anything", "old", list.index, "new", l.index)
+		w.restart(sc)
 		return
 	}
-	w.reconcile(dc, l)
-	w.checkComplete(dc)
+	list.names, list.index, list.listed = l.names, l.index, true
+	w.reconcile(sc, list)
+	w.checkComplete(sc)
 }
 
 // read takes in one read of a service.
 func (w *watcher) read(r read) {
-	dc := r.dc
-	if !w.current(dc) {
+	sc := r.sc
+	if !w.current(sc) {
 		return
 	}
 	now := time.Now()
 	if r.err != nil {
-		if dc.doorbells != nil {
-			w.readFailed(dc, r, now)
+		if sc.doorbells != nil {
+			w.readFailed(sc, r, now)
 		}
 		return
 	}
-	s := dc.services[r.name]
+	s := sc.services[r.name]
 	if s != nil && s.gen != r.gen {
 		s = nil // the service left the catalog and came back meanwhile
 	}
-	changed := s != nil && !r.probe && w.update(dc, s, r, now)
-	if dc.doorbells != nil {
-		w.readDone(dc, s, r, changed, now)
+	changed := s != nil && !r.probe && w.update(sc, s, r, now)
+	if sc.doorbells != nil {
+		w.readDone(sc, s, r, changed, now)
 	}
-	w.checkComplete(dc)
+	w.checkComplete(sc)
 }
 
-// update stores a read of s and passes it to the job. It reports whether
-// the targets changed. A read with an index below the one already stored is
-// older news — reads race, and a stale read may come from a server that
-// lags — and is dropped; a real reset of Consul's indexes is handled by
+// update stores a read of s and passes it to the views that want s. It
+// reports whether some view's targets changed. A read with an index below
+// the one already stored is older news — reads race, and a stale read may
+// come from a server that lags — and goes only to views that have not seen
+// the service yet; a real reset of Consul's indexes is handled by
 // serviceList.
-func (w *watcher) update(dc *datacenter, s *service, r read, now time.Time) bool {
-	if s.fetched && r.index <= s.index {
-		if r.index < s.index {
-			level.Debug(dc.logger).Log("msg", "Dropping an older read", "service", s.name, "index", r.index, "have", s.index)
-		}
+func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
+	fresh := !s.fetched || r.index > s.index
+	if fresh {
+		s.index = r.index
+		s.health = healthStateOf(r.entries, s.health.otherChecks)
+	} else if r.index < s.index {
+		level.Debug(sc.logger).Log("msg", "Dropping an older read", "service", s.name, "index", r.index, "have", s.index)
 		return false
 	}
-	s.index = r.index
-	s.health = healthStateOf(r.entries, s.health.otherChecks)
-	if !w.job.update(dc, s.name, r.entries) && s.fetched {
-		level.Debug(dc.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", r.index)
+	changed := false
+	for _, v := range sc.views {
+		if _, wants := v.wanted[s.name]; !wants {
+			continue
+		}
+		if _, unseen := v.unseen[s.name]; fresh || unseen {
+			changed = v.update(s.name, r.entries) || changed
+		}
+	}
+	if !changed && s.fetched {
+		if fresh {
+			level.Debug(sc.logger).Log("msg", "Service changed in Consul but not its targets", "service", s.name, "index", r.index)
+		}
 		return false
 	}
 	s.fetched, s.lastChange = true, now
@@ -185,138 +201,207 @@ func (w *watcher) update(dc *datacenter, s *service, r read, now time.Time) bool
 
 // ring handles a doorbell's news.
 func (w *watcher) ring(r ring) {
-	dc := r.dc
-	if !w.current(dc) || dc.doorbells == nil {
+	sc := r.sc
+	if !w.current(sc) || sc.doorbells == nil {
 		return
 	}
-	now := time.Now()
 	switch r.doorbell {
 	case startupDone:
-		w.startupDone(dc)
+		w.startupDone(sc)
 	case doorbellChecks:
-		w.healthChanged(dc, r.checks) // resolved exactly, no sweep needed
+		w.healthChanged(sc, r.checks) // resolved exactly, no sweep needed
 	default:
-		w.requestSweep(dc, now, r.index)
+		w.requestSweep(sc, time.Now(), r.index)
 	}
 }
 
-// checkComplete tells the job once every service of dc has been read since
-// its list was.
-func (w *watcher) checkComplete(dc *datacenter) {
-	if dc.complete || !dc.listed {
-		return
-	}
-	for _, s := range dc.services {
-		if !s.fetched {
-			return
-		}
-	}
-	dc.complete = true
-	level.Info(dc.logger).Log("msg", "Read every service once", "services", len(dc.services))
-	if dc.doorbells != nil {
-		w.endStartup(dc)
-	}
-	w.job.completed(dc, w.dcs, w.listed)
-}
-
-// current reports whether dc is still watched: messages from a datacenter
-// that was stopped or restarted are dropped.
-func (w *watcher) current(dc *datacenter) bool { return w.dcs[dc.name] == dc }
-
-// setDatacenters starts watching new datacenters and stops watching those
-// that are gone, deleting their targets. When the count changes, every
-// datacenter restarts with its new share of the budget.
-func (w *watcher) setDatacenters(names []string) {
-	want := map[string]bool{}
-	for _, name := range names {
-		want[name] = true
-	}
-	changed := false
-	for name, dc := range w.dcs {
-		if want[name] {
+// checkComplete tells the jobs whose view of sc caught up for the first
+// time since it started.
+func (w *watcher) checkComplete(sc *scope) {
+	all := true
+	for _, v := range sc.views {
+		if !v.caughtUp() {
+			all = false
 			continue
 		}
-		w.stop(dc)
-		delete(w.dcs, name)
-		w.job.dropDatacenter(dc)
-		changed = true
-		level.Info(w.d.logger).Log("msg", "Datacenter is gone; deleting its targets", "datacenter", name)
+		if !v.done {
+			v.done = true
+			v.job.completed(v, w.dcsListed)
+		}
 	}
-	for _, name := range names {
-		if _, ok := w.dcs[name]; !ok {
-			w.dcs[name] = nil // started below
-			changed = true
-			if w.job.started {
-				level.Info(w.d.logger).Log("msg", "Watching a new datacenter", "datacenter", name)
+	if all && sc.doorbells != nil {
+		w.endStartup(sc)
+	}
+}
+
+// current reports whether sc is still watched: messages from a scope that
+// was stopped or restarted are dropped.
+func (w *watcher) current(sc *scope) bool { return w.scopes[sc.key] == sc }
+
+// attach starts a job: a view of each scope it reads.
+func (w *watcher) attach(j *job) {
+	w.jobs[j] = struct{}{}
+	dcs := j.cfg.Datacenters
+	if j.cfg.AllDatacenters {
+		w.followDatacenters()
+		dcs = w.datacenters
+	} else if len(dcs) == 0 {
+		dcs = []string{""}
+	}
+	for _, dc := range dcs {
+		w.addView(j, dc)
+	}
+	w.fitAll()
+	for _, v := range j.views {
+		w.checkComplete(v.scope)
+	}
+}
+
+// detach stops a job: its views end, and what no other job reads stops.
+func (w *watcher) detach(j *job) {
+	for _, v := range j.views {
+		w.removeView(v)
+	}
+	delete(w.jobs, j)
+	w.fitAll()
+}
+
+// addView starts the view of job j of datacenter dc: it reads the scope's
+// service list for its filter, and the services it wants that were read
+// before it came are read again for it.
+func (w *watcher) addView(j *job, dc string) {
+	key := j.key(dc)
+	sc := w.scopes[key]
+	if sc == nil {
+		sc = w.newScope(key)
+		w.scopes[key] = sc
+	}
+	v := &view{job: j, scope: sc, wanted: map[string]struct{}{}, unseen: map[string]struct{}{}}
+	if j.multiDatacenter() {
+		v.prefix = dc + "/"
+	}
+	sc.views[j] = v
+	j.views[key] = v
+	w.ensureList(sc, j.cfg.Selection.Filter)
+	if l := sc.lists[j.cfg.Selection.Filter]; l.listed {
+		w.reconcile(sc, l)
+		for name := range v.wanted {
+			if s := sc.services[name]; s.fetched {
+				w.refresh(sc, s)
 			}
 		}
 	}
-	if !changed {
-		return
-	}
-	w.d.dcCount.Store(int64(len(w.dcs)))
-	if share := w.d.streams() / max(len(w.dcs), 1); share < MinConnections {
-		level.Warn(w.d.logger).Log("msg", "Many datacenters share a small connection budget; raise the connection budget", "datacenters", len(w.dcs), "requests_per_datacenter", share)
-	}
-	w.restartAll()
 }
 
-// restartAll reads every datacenter again from scratch.
+// removeView ends a view: its services, lists and scope stop when no other
+// view reads them.
+func (w *watcher) removeView(v *view) {
+	sc := v.scope
+	delete(sc.views, v.job)
+	delete(v.job.views, sc.key)
+	for name := range v.wanted {
+		w.unwant(sc, name)
+	}
+	filter := v.job.cfg.Selection.Filter
+	inUse := false
+	for other := range sc.views {
+		inUse = inUse || other.cfg.Selection.Filter == filter
+	}
+	if l := sc.lists[filter]; l != nil && !inUse {
+		l.stop()
+		delete(sc.lists, filter)
+	}
+	if len(sc.views) == 0 {
+		w.stop(sc)
+		delete(w.scopes, sc.key)
+	}
+}
+
+// restart stops watching sc and starts a new watch of its scope, which
+// reads everything again; its views' old targets stay until they are
+// complete.
+func (w *watcher) restart(sc *scope) {
+	w.stop(sc)
+	fresh := w.newScope(sc.key)
+	w.scopes[sc.key] = fresh
+	for j, v := range sc.views {
+		v.scope, v.listed, v.done = fresh, false, false
+		clear(v.wanted)
+		clear(v.unseen)
+		fresh.views[j] = v
+		w.ensureList(fresh, j.cfg.Selection.Filter)
+	}
+	w.fit(fresh)
+}
+
+// restartAll reads every scope again from scratch.
 func (w *watcher) restartAll() {
-	names := make([]string, 0, len(w.dcs))
-	for name := range w.dcs {
-		names = append(names, name)
+	for _, sc := range w.sortedScopes() {
+		w.restart(sc)
 	}
-	slices.Sort(names)
-	for _, name := range names {
-		if dc := w.dcs[name]; dc != nil {
-			w.restart(dc)
-		} else {
-			w.dcs[name] = w.start(name)
+}
+
+// fitAll fits every scope to its share of the budget.
+func (w *watcher) fitAll() {
+	for _, sc := range w.sortedScopes() {
+		w.fit(sc)
+	}
+}
+
+func (w *watcher) sortedScopes() []*scope {
+	scopes := make([]*scope, 0, len(w.scopes))
+	for _, sc := range w.scopes {
+		scopes = append(scopes, sc)
+	}
+	slices.SortFunc(scopes, func(a, b *scope) int {
+		if a.key.String() < b.key.String() {
+			return -1
 		}
-	}
+		return 1
+	})
+	return scopes
 }
 
-// restart stops watching dc and starts a new watch of it, which reads
-// everything again; its old targets stay until it is complete.
-func (w *watcher) restart(dc *datacenter) {
-	w.stop(dc)
-	w.dcs[dc.name] = w.start(dc.name)
+// streams is one scope's share of the requests the budget allows in
+// flight.
+func (w *watcher) streams() int {
+	return max(w.w.streams()/max(len(w.scopes), 1), 1)
 }
 
-// stopAll stops every datacenter's watch.
+// stopAll stops every scope.
 func (w *watcher) stopAll() {
-	for _, dc := range w.dcs {
-		if dc != nil {
-			w.stop(dc)
-		}
+	for _, sc := range w.scopes {
+		w.stop(sc)
+	}
+	if w.stopDCList != nil {
+		w.stopDCList()
 	}
 	w.stopSweepTimer()
 }
 
 // checkToken re-reads the token file. A new token replaces the old one in
-// every later request, and every datacenter starts over so that no blocking
-// query goes on waiting with the old one.
+// every later request, and every scope starts over so that no blocking query
+// goes on waiting with the old one.
 func (w *watcher) checkToken() {
-	tok, err := readToken(w.d.cfg.TokenFile)
+	tok, err := readToken(w.w.cfg.TokenFile)
 	if err != nil {
-		level.Warn(w.d.logger).Log("msg", "Cannot read the token file; keeping the current token", "err", err)
+		level.Warn(w.w.logger).Log("msg", "Cannot read the token file; keeping the current token", "err", err)
 		return
 	}
-	if old := w.d.transport.token.Load(); old != nil && *old == tok {
+	if old := w.w.transport.token.Load(); old != nil && *old == tok {
 		return
 	}
-	w.d.transport.token.Store(&tok)
-	level.Info(w.d.logger).Log("msg", "The ACL token changed; watching again with the new one", "token_file", w.d.cfg.TokenFile)
+	w.w.transport.token.Store(&tok)
+	level.Info(w.w.logger).Log("msg", "The ACL token changed; watching again with the new one", "token_file", w.w.cfg.TokenFile)
 	w.restartAll()
 }
 
 // sweepsDue starts the sweeps whose time has come.
 func (w *watcher) sweepsDue() {
 	now := time.Now()
-	for _, dc := range w.dcs {
-		if dc != nil && dc.doorbells != nil && dc.doorbells.pacer.fire(now) {
-			w.startSweep(dc, now)
+	for _, sc := range w.scopes {
+		if sc.doorbells != nil && sc.doorbells.pacer.fire(now) {
+			w.startSweep(sc, now)
 		}
 	}
 }
@@ -324,11 +409,11 @@ func (w *watcher) sweepsDue() {
 // setSweepTimer sets the sweep timer to the earliest sweep that waits.
 func (w *watcher) setSweepTimer() {
 	var next time.Time
-	for _, dc := range w.dcs {
-		if dc == nil || dc.doorbells == nil {
+	for _, sc := range w.scopes {
+		if sc.doorbells == nil {
 			continue
 		}
-		if due := dc.doorbells.pacer.due; !due.IsZero() && (next.IsZero() || due.Before(next)) {
+		if due := sc.doorbells.pacer.due; !due.IsZero() && (next.IsZero() || due.Before(next)) {
 			next = due
 		}
 	}

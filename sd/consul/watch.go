@@ -1,0 +1,141 @@
+package consul
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/hashicorp/consul/api"
+)
+
+// Watch follows one Consul agent for any number of jobs, within one budget
+// of connections. A service wanted by several jobs is read once for all of
+// them: jobs that differ only in what can be applied to the answer (tags,
+// node meta, health level, exclusions, a health filter that can be
+// evaluated here) share every read, and only genuinely different queries
+// (another datacenter, namespace or partition, a health filter the agent
+// must apply, consistent reads) are watched separately.
+//
+// Run the Watch, and each Job under an adapter; jobs may come and go while
+// the Watch runs.
+type Watch struct {
+	cfg       WatchConfig
+	client    *api.Client
+	transport *transport
+	logger    log.Logger
+	metrics   *metrics
+
+	attach  chan *job     // jobs joining while the watcher runs
+	detach  chan *job     // jobs leaving
+	stopped chan struct{} // closed when Run returns
+
+	mu      sync.Mutex
+	running bool   // Run has started the watcher
+	early   []*job // jobs created before that
+
+	// Counts the watcher keeps for the metrics.
+	doorbellScopes atomic.Int64 // scopes watched in doorbell mode
+	longPolls      atomic.Int64 // services with a long poll of their own
+	watched        atomic.Int64 // services watched, in every scope
+}
+
+// NewWatch returns a Watch for cfg, or the first invalid field of cfg (see
+// WatchConfig.Validate).
+func NewWatch(cfg WatchConfig) (*Watch, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), &cfg.API.TLSConfig)
+	if err != nil {
+		return nil, err
+	}
+	// The transport adds the token to every request, so that a new one
+	// can replace it while requests are in flight.
+	token := cfg.API.Token
+	switch {
+	case cfg.TokenFile != "":
+		token, err = readToken(cfg.TokenFile)
+	case cfg.API.TokenFile != "":
+		token, err = readToken(cfg.API.TokenFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t.token.Store(&token)
+	conf := cfg.API
+	conf.Token, conf.TokenFile = "", ""
+	conf.Datacenter, conf.Namespace, conf.Partition = "", "", "" // each query names its own
+	c, err := newClient(conf, t)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watch{
+		cfg: cfg, client: c, transport: t, logger: cfg.Logger,
+		attach: make(chan *job), detach: make(chan *job), stopped: make(chan struct{}),
+	}
+	w.metrics = newMetrics(w, t)
+	t.metrics = w.metrics
+	return w, nil
+}
+
+// Run watches Consul for its jobs until ctx is cancelled, and returns once
+// everything it started has stopped.
+func (w *Watch) Run(ctx context.Context) {
+	defer close(w.stopped)
+	level.Info(w.logger).Log("msg", "Watching Consul", "server", w.cfg.API.Address, "max_connections", w.cfg.MaxConnections)
+	wr := newWatcher(ctx, w)
+	w.mu.Lock()
+	w.running = true
+	early := w.early
+	w.early = nil
+	w.mu.Unlock()
+	wr.run(early)
+}
+
+// Job returns a job of the watch for cfg, or the first invalid field of
+// cfg (see JobConfig.Validate). The job is watched from now until its Run
+// returns: jobs created before the Watch runs are all read together, so
+// that a service they share is read once. Run it as an adapter.Discoverer.
+func (w *Watch) Job(cfg JobConfig) (*Job, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults(&w.cfg)
+	filter, _ := compileHealthFilter(cfg.Selection.HealthFilter) // validated above
+	j := &Job{w: w, cfg: cfg, filter: filter}
+	if filter == nil {
+		j.serverFilter = cfg.Selection.HealthFilter
+	}
+	j.state = newJob(j)
+	w.mu.Lock()
+	running := w.running
+	if !running {
+		w.early = append(w.early, j.state)
+	}
+	w.mu.Unlock()
+	if running {
+		select {
+		case w.attach <- j.state:
+		case <-w.stopped:
+		}
+	}
+	return j, nil
+}
+
+// Requests reports how many HTTP requests the watch has sent to Consul.
+func (w *Watch) Requests() uint64 { return w.transport.requests.Load() }
+
+// streams is how many requests can be in flight at once within the budget,
+// less its headroom: one per connection over HTTP/1.1, streamsPerConn per
+// connection over HTTP/2.
+func (w *Watch) streams() int {
+	budget := w.cfg.MaxConnections
+	conns := budget - headroom(budget)
+	if w.transport.http2.Load() {
+		return conns * streamsPerConn
+	}
+	return conns
+}
