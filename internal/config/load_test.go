@@ -186,4 +186,3 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yml"))
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
-
