@@ -42,7 +42,8 @@ func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, 
 	}
 	slices.Sort(names)
 	m := newManager(names, opts.Shards, opts.Interval)
-	a := &Adapter{providers: providers, manager: m, logger: opts.Logger, metrics: newMetrics(m)}
+	a := &Adapter{providers: providers, manager: m, logger: opts.Logger}
+	a.metrics = newMetrics(m, a.Ready)
 	if len(names) == 1 {
 		a.only = names[0]
 	}

@@ -20,7 +20,7 @@ type metrics struct {
 	collectors   []prometheus.Collector
 }
 
-func newMetrics(m *manager) *metrics {
+func newMetrics(m *manager, ready func() bool) *metrics {
 	x := &metrics{
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "custom_sd_file_writes_total",
@@ -75,10 +75,14 @@ func newMetrics(m *manager) *metrics {
 		Name: "custom_sd_updates_coalesced_total",
 		Help: "Updates merged into a later hand-out instead of causing one of their own.",
 	}, func() float64 { u, h := m.updates.Load(), m.handOuts.Load(); return float64(u - min(u, h)) })
+	readyGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "custom_sd_ready",
+		Help: "1 once the output holds a complete set (written, or found already equal), else 0.",
+	}, func() float64 { return oneIf(ready()) })
 	for _, r := range []string{"success", "failure"} {
 		x.writes.WithLabelValues(r)
 	}
-	x.collectors = []prometheus.Collector{x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped,
+	x.collectors = []prometheus.Collector{readyGauge, x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped,
 		updates, syncs, coalesced, x.guardHolding, x.guardHolds, x.guardRemoved}
 	return x
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,6 +22,7 @@ const (
 	MetricsPath = "/metrics"
 	HealthyPath = "/-/healthy"
 	ReadyPath   = "/-/ready"
+	ReloadPath  = "/-/reload"
 	TargetsPath = "/targets"
 	PprofPath   = "/debug/pprof/"
 )
@@ -30,13 +32,19 @@ type Options struct {
 	// Registry holds the metrics /metrics serves; the handler adds its own
 	// request metrics to it.
 	Registry *prometheus.Registry
-	// Ready reports whether the output file holds a complete set.
+	// Ready reports whether every job's output holds a complete set.
 	Ready func() bool
-	// Targets returns the latest complete set, or nil before there is one.
-	Targets func() *adapter.Snapshot
+	// Jobs lists the jobs' names, sorted.
+	Jobs func() []string
+	// Targets returns a job's latest complete set, or nil before there is
+	// one; ok is false for an unknown job.
+	Targets func(job string) (snap *adapter.Snapshot, ok bool)
 	// ServiceOf names the service a group belongs to, or "" if none, for
 	// ?service=. Nil means the group's Source.
 	ServiceOf func(adapter.Key) string
+	// Reload reloads the configuration; nil answers 403, as Prometheus
+	// does without --web.enable-lifecycle.
+	Reload func() error
 	// Version is shown on the landing page.
 	Version string
 }
@@ -45,14 +53,16 @@ type Options struct {
 //
 //   - /metrics: the registry, in the Prometheus and OpenMetrics formats.
 //   - /-/healthy: 200 while the process runs.
-//   - /-/ready: 200 once the output file holds a complete set, 503 before.
-//   - /targets: the current targets in http_sd format, 200 with
+//   - /-/ready: 200 once every job's output holds a complete set, 503 before.
+//   - /targets/<job>: the job's current targets in http_sd format, 200 with
 //     application/json; 503 before the first complete set, never an empty
 //     list that would wipe a restarting Prometheus's targets. ?service=name
-//     (repeatable) keeps only those services.
+//     (repeatable) keeps only those services. /targets is the only job's,
+//     when there is one.
+//   - /-/reload: POST or PUT reloads the configuration.
 //   - /debug/pprof/: Go's profiles, as Prometheus serves them.
 //
-// All accept GET and HEAD.
+// All but /-/reload accept GET and HEAD.
 func NewHandler(o Options) (http.Handler, error) {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "custom_sd_http_requests_total",
@@ -71,9 +81,9 @@ func NewHandler(o Options) (http.Handler, error) {
 		Version:     o.Version,
 		Links: []toolkit.LandingLinks{
 			{Address: MetricsPath, Text: "Metrics"},
-			{Address: TargetsPath, Text: "Targets", Description: "HTTP SD: the targets, as in the file"},
+			{Address: TargetsPath, Text: "Targets", Description: "HTTP SD: the only job's targets, as in its file; /targets/<job> for one of several"},
 			{Address: HealthyPath, Text: "Healthy"},
-			{Address: ReadyPath, Text: "Ready", Description: "200 once the file holds a complete set"},
+			{Address: ReadyPath, Text: "Ready", Description: "200 once every job's file holds a complete set"},
 		},
 	})
 	if err != nil {
@@ -90,12 +100,16 @@ func NewHandler(o Options) (http.Handler, error) {
 	})))
 	mux.Handle("GET "+ReadyPath, instrument("ready", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if !o.Ready() {
-			plain(w, http.StatusServiceUnavailable, "custom-sd is not ready: the output file does not hold a complete set yet.\n")
+			plain(w, http.StatusServiceUnavailable, "custom-sd is not ready: not every job's output holds a complete set yet.\n")
 			return
 		}
 		plain(w, http.StatusOK, "custom-sd is Ready.\n")
 	})))
-	mux.Handle("GET "+TargetsPath, instrument("targets", targetsHandler(o)))
+	mux.Handle("GET "+TargetsPath, instrument("targets", targetsHandler(o, "")))
+	mux.Handle("GET "+TargetsPath+"/{job}", instrument("targets", targetsHandler(o, "job")))
+	reload := instrument("reload", reloadHandler(o.Reload))
+	mux.Handle("POST "+ReloadPath, reload)
+	mux.Handle("PUT "+ReloadPath, reload)
 	mux.HandleFunc("GET "+PprofPath, pprof.Index)
 	mux.HandleFunc("GET "+PprofPath+"cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET "+PprofPath+"profile", pprof.Profile)
@@ -104,12 +118,26 @@ func NewHandler(o Options) (http.Handler, error) {
 	return mux, nil
 }
 
-// targetsHandler serves the HTTP SD endpoint.
-func targetsHandler(o Options) http.HandlerFunc {
+// targetsHandler serves the HTTP SD endpoint of the job named by the path
+// wildcard param, or of the only job when param is "".
+func targetsHandler(o Options, param string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := o.Targets()
+		job := r.PathValue(param)
+		if param == "" {
+			jobs := o.Jobs()
+			if len(jobs) != 1 {
+				plain(w, http.StatusNotFound, fmt.Sprintf("custom-sd runs %d jobs; ask for one: %s/<job>, with <job> one of %s.\n", len(jobs), TargetsPath, strings.Join(jobs, ", ")))
+				return
+			}
+			job = jobs[0]
+		}
+		snap, ok := o.Targets(job)
+		if !ok {
+			plain(w, http.StatusNotFound, fmt.Sprintf("custom-sd has no job %q; its jobs: %s.\n", job, strings.Join(o.Jobs(), ", ")))
+			return
+		}
 		if snap == nil {
-			plain(w, http.StatusServiceUnavailable, "custom-sd has not read every Consul service yet; try again shortly.\n")
+			plain(w, http.StatusServiceUnavailable, "custom-sd has not read every Consul service of this job yet; try again shortly.\n")
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -138,6 +166,21 @@ func targetsHandler(o Options) http.HandlerFunc {
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(body)
 		}
+	}
+}
+
+// reloadHandler reloads the configuration, if reloading is enabled.
+func reloadHandler(reload func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if reload == nil {
+			plain(w, http.StatusForbidden, "Lifecycle API is not enabled.\n")
+			return
+		}
+		if err := reload(); err != nil {
+			plain(w, http.StatusInternalServerError, fmt.Sprintf("failed to reload config: %s\n", err))
+			return
+		}
+		plain(w, http.StatusOK, "Configuration reloaded.\n")
 	}
 }
 

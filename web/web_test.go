@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -57,7 +58,15 @@ func startAdapter(t *testing.T) (*adapter.Adapter, *gate, http.Handler, *prometh
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(a)
-	h, err := NewHandler(Options{Registry: reg, Ready: a.Ready, Targets: a.Snapshot, Version: "test"})
+	h, err := NewHandler(Options{Registry: reg, Ready: a.Ready, Version: "test",
+		Jobs: func() []string { return []string{"web"} },
+		Targets: func(job string) (*adapter.Snapshot, bool) {
+			if job != "web" {
+				return nil, false
+			}
+			return a.Snapshot(), true
+		},
+	})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -96,6 +105,10 @@ func TestHandler(t *testing.T) {
 		{"not ready before a complete set", "GET", ReadyPath, 503},
 		{"not ready, HEAD", "HEAD", ReadyPath, 503},
 		{"no targets before a complete set", "GET", TargetsPath, 503},
+		{"nor for the job by name", "GET", TargetsPath + "/web", 503},
+		{"an unknown job", "GET", TargetsPath + "/nope", 404},
+		{"reload without the lifecycle API", "POST", ReloadPath, 403},
+		{"reload is not a GET", "GET", ReloadPath, 405},
 		{"landing page", "GET", "/", 200},
 		{"unknown path", "GET", "/nope", 404},
 		{"wrong method", "POST", TargetsPath, 405},
@@ -115,6 +128,8 @@ func TestHandler(t *testing.T) {
 	}{
 		{"ready", "GET", ReadyPath, 200, []string{"Ready"}, nil},
 		{"every target", "GET", TargetsPath, 200, []string{"127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.3:5432"}, nil},
+		{"the job by name", "GET", TargetsPath + "/web", 200, []string{"127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.3:5432"}, nil},
+		{"the job by name, one service", "GET", TargetsPath + "/web?service=db", 200, []string{"127.0.0.3:5432"}, []string{"8080"}},
 		{"one service", "GET", TargetsPath + "?service=db", 200, []string{"127.0.0.3:5432"}, []string{"8080"}},
 		{"two services", "GET", TargetsPath + "?service=db&service=web", 200, []string{"127.0.0.3:5432", "127.0.0.1:8080"}, nil},
 		{"unknown service", "GET", TargetsPath + "?service=nope", 200, []string{"[]"}, []string{"targets"}},
@@ -140,7 +155,7 @@ func TestHandler(t *testing.T) {
 	r := serve(h, "GET", TargetsPath)
 	require.Equal(t, "application/json", r.Header.Get("Content-Type"))
 	require.Equal(t, string(a.Snapshot().JSON()), body(t, r))
-	require.Equal(t, 1.0, counter(t, reg, "custom_sd_http_requests_total", map[string]string{"handler": "targets", "code": "503"}))
+	require.Equal(t, 2.0, counter(t, reg, "custom_sd_http_requests_total", map[string]string{"handler": "targets", "code": "503"}))
 }
 
 // counter returns the value of the counter sample of name with exactly
@@ -172,9 +187,41 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels map[str
 func TestHandlerRefusesADoubleRegistration(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	o := Options{Registry: reg, Ready: func() bool { return true }, Targets: func() *adapter.Snapshot { return nil }}
+	o := Options{Registry: reg, Ready: func() bool { return true }, Jobs: func() []string { return nil }, Targets: func(string) (*adapter.Snapshot, bool) { return nil, false }}
 	_, err := NewHandler(o)
 	require.NoError(t, err)
 	_, err = NewHandler(o)
 	require.ErrorContains(t, err, "register HTTP metrics")
+}
+
+// With several jobs, /targets names them; /-/reload reloads when enabled.
+func TestHandlerJobsAndReload(t *testing.T) {
+	t.Parallel()
+	var reloads int
+	fail := false
+	h, err := NewHandler(Options{
+		Registry: prometheus.NewRegistry(), Ready: func() bool { return true },
+		Jobs:    func() []string { return []string{"apps", "nodes"} },
+		Targets: func(job string) (*adapter.Snapshot, bool) { return nil, job == "apps" || job == "nodes" },
+		Reload: func() error {
+			reloads++
+			if fail {
+				return errors.New("jobs[x].health: bad")
+			}
+			return nil
+		},
+	})
+	require.NoError(t, err)
+	r := serve(h, "GET", TargetsPath)
+	require.Equal(t, 404, r.StatusCode)
+	require.Contains(t, body(t, r), "/targets/<job>, with <job> one of apps, nodes")
+	require.Equal(t, 503, serve(h, "GET", TargetsPath+"/nodes").StatusCode)
+
+	require.Equal(t, 200, serve(h, "POST", ReloadPath).StatusCode)
+	require.Equal(t, 200, serve(h, "PUT", ReloadPath).StatusCode)
+	fail = true
+	r = serve(h, "POST", ReloadPath)
+	require.Equal(t, 500, r.StatusCode)
+	require.Contains(t, body(t, r), "jobs[x].health: bad")
+	require.Equal(t, 3, reloads)
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,11 +17,15 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/custom-sd/custom-sd/adapter"
+	"github.com/custom-sd/custom-sd/internal/config"
 	"github.com/custom-sd/custom-sd/sd/consul"
 )
 
 // flags holds the parsed command line.
 type flags struct {
+	configFile      string
+	enableLifecycle bool
+	setByUser       map[string]*bool // the --consul.* and --output.* flags given
 	consul          consulFlags
 	outputFile      string
 	outputMode      string
@@ -82,12 +88,24 @@ func newApp(f *flags) *kingpin.Application {
 		1, &f.shards)
 	intFlag(app, "output.shard", "With --output.shards, write only this shard (0 to shards-1), to --output.file as named; -1 writes every shard.",
 		-1, &f.shard)
-	app.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready and the HTTP SD endpoint /targets. Repeatable.").
+	app.Flag("config.file", "Configuration file holding any number of jobs (see README.md). Without it, the --consul.* and --output.* flags describe one job; with it, they must not be given.").
+		StringVar(&f.configFile)
+	app.Flag("web.listen-address", "Address for /metrics, /-/healthy, /-/ready, /-/reload and the HTTP SD endpoints /targets/<job>. Repeatable.").
 		Default(DefaultListenAddress).StringsVar(&f.listenAddresses)
+	app.Flag("web.enable-lifecycle", "Enable reloading the configuration file through HTTP (POST /-/reload), as Prometheus's flag of the same name.").
+		BoolVar(&f.enableLifecycle)
 	app.Flag("web.config.file", "Prometheus web configuration file that enables TLS or basic auth on the HTTP side (exporter-toolkit format).").
 		Default("").StringVar(&f.webConfigFile)
 	enumFlag(app, "log.level", "Only log messages at or above this level: debug, info, warn or error.", "info", &f.logLevel, "debug", "info", "warn", "error")
 	enumFlag(app, "log.format", "Log format: logfmt or json.", "logfmt", &f.logFormat, "logfmt", "json")
+	f.setByUser = map[string]*bool{}
+	for _, fm := range app.Model().Flags {
+		if strings.HasPrefix(fm.Name, "consul.") || strings.HasPrefix(fm.Name, "output.") {
+			set := new(bool)
+			f.setByUser[fm.Name] = set
+			app.GetFlag(fm.Name).IsSetByUser(set)
+		}
+	}
 	return app
 }
 
@@ -167,58 +185,76 @@ func flagError(err error) error {
 	}))
 }
 
-// settings is what the flags describe, validated.
+// settings is what the command line describes, validated.
 type settings struct {
-	consul     consul.Config
-	output     string
-	shard      int // -1: every shard
-	adapter    adapter.Options
+	configFile string         // the configuration file, if any
+	jobs       *config.Config // the one job the flags describe, without a configuration file
 	listen     []string
 	webConfig  string
+	lifecycle  bool
 	logLevel   string
 	logFormat  string
-	shardCount int
 }
 
-// settings checks what kingpin cannot and maps the flags to the
-// libraries' configurations, which validate themselves. Errors name the
-// flag.
+// settings checks what kingpin cannot and, without a configuration file,
+// maps the flags to the one job they describe; the libraries' configs
+// validate themselves. Errors name the flag.
 func (f *flags) settings() (settings, error) {
-	mode, err := strconv.ParseUint(f.outputMode, 8, 32)
-	if err != nil || mode > 0o777 {
-		return settings{}, fmt.Errorf("--output.mode: %q is not an octal permission such as 0644", f.outputMode)
+	s := settings{
+		configFile: f.configFile, listen: f.listenAddresses, webConfig: f.webConfigFile,
+		lifecycle: f.enableLifecycle, logLevel: f.logLevel, logFormat: f.logFormat,
 	}
-	switch {
-	case f.outputFile == "":
-		return settings{}, errors.New("--output.file: must not be empty")
-	case f.outputInterval <= 0:
-		return settings{}, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
-	case f.shards < 1:
-		return settings{}, fmt.Errorf("--output.shards: %d is not at least 1", f.shards)
-	case f.shard < -1 || f.shard >= f.shards || f.shard >= 0 && f.shards == 1:
-		return settings{}, fmt.Errorf("--output.shard: %d is not -1 or a shard from 0 to %d (set --output.shards)", f.shard, f.shards-1)
-	case f.removalHold <= 0:
-		return settings{}, fmt.Errorf("--output.removal-hold: %s is not positive", f.removalHold)
-	case len(f.listenAddresses) == 0:
-		return settings{}, errors.New("--web.listen-address: at least one address is needed")
-	}
-	if fi, err := os.Stat(f.outputFile); err == nil && fi.IsDir() {
-		return settings{}, fmt.Errorf("--output.file: %s is a directory", f.outputFile)
+	if len(f.listenAddresses) == 0 {
+		return s, errors.New("--web.listen-address: at least one address is needed")
 	}
 	for _, addr := range f.listenAddresses {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return settings{}, fmt.Errorf("--web.listen-address: %w", err)
+			return s, fmt.Errorf("--web.listen-address: %w", err)
 		}
 	}
 	if f.webConfigFile != "" {
 		if err := toolkit.Validate(f.webConfigFile); err != nil {
-			return settings{}, fmt.Errorf("--web.config.file: %s: %w", f.webConfigFile, err)
+			return s, fmt.Errorf("--web.config.file: %s: %w", f.webConfigFile, err)
 		}
 	}
-	s := settings{
-		output: f.outputFile, shard: f.shard, shardCount: f.shards,
-		listen: f.listenAddresses, webConfig: f.webConfigFile, logLevel: f.logLevel, logFormat: f.logFormat,
-		adapter: adapter.Options{
+	if f.configFile != "" {
+		for _, name := range slices.Sorted(maps.Keys(f.setByUser)) {
+			if *f.setByUser[name] {
+				return s, fmt.Errorf("--%s: cannot be combined with --config.file; set it in the configuration file", name)
+			}
+		}
+		return s, nil
+	}
+	var err error
+	s.jobs, err = f.jobs()
+	return s, err
+}
+
+// jobs maps the --consul.* and --output.* flags to the one job they
+// describe, named "default", reading the one agent, also "default".
+func (f *flags) jobs() (*config.Config, error) {
+	mode, err := strconv.ParseUint(f.outputMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return nil, fmt.Errorf("--output.mode: %q is not an octal permission such as 0644", f.outputMode)
+	}
+	switch {
+	case f.outputFile == "":
+		return nil, errors.New("--output.file: must not be empty")
+	case f.outputInterval <= 0:
+		return nil, fmt.Errorf("--output.interval: %s is not positive", f.outputInterval)
+	case f.shards < 1:
+		return nil, fmt.Errorf("--output.shards: %d is not at least 1", f.shards)
+	case f.shard < -1 || f.shard >= f.shards || f.shard >= 0 && f.shards == 1:
+		return nil, fmt.Errorf("--output.shard: %d is not -1 or a shard from 0 to %d (set --output.shards)", f.shard, f.shards-1)
+	case f.removalHold <= 0:
+		return nil, fmt.Errorf("--output.removal-hold: %s is not positive", f.removalHold)
+	}
+	if fi, err := os.Stat(f.outputFile); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("--output.file: %s is a directory", f.outputFile)
+	}
+	job := &config.JobSpec{
+		Name: config.DefaultConsul, Consul: config.DefaultConsul, Path: f.outputFile, Shard: f.shard, Shards: f.shards,
+		Options: adapter.Options{
 			FileMode:    os.FileMode(mode),
 			Interval:    f.outputInterval,
 			MaxRemoval:  f.maxRemoval,
@@ -226,18 +262,23 @@ func (f *flags) settings() (settings, error) {
 		},
 	}
 	if f.shard < 0 {
-		s.adapter.Shards = f.shards
+		job.Options.Shards = f.shards
 	}
-	if err := s.adapter.Validate(); err != nil {
-		return settings{}, flagError(err)
+	if err := job.Options.Validate(); err != nil {
+		return nil, flagError(err)
 	}
-	if s.consul, err = f.consul.config(); err != nil {
-		return settings{}, err
+	c, err := f.consul.config()
+	if err != nil {
+		return nil, err
 	}
-	if err := s.consul.Validate(); err != nil {
-		return settings{}, flagError(err)
+	if err := c.Validate(); err != nil {
+		return nil, flagError(err)
 	}
-	return s, nil
+	job.Job = c.JobConfig
+	return &config.Config{
+		Consuls: map[string]*config.Watch{config.DefaultConsul: {Name: config.DefaultConsul, Config: c.WatchConfig}},
+		Jobs:    []*config.JobSpec{job},
+	}, nil
 }
 
 // config maps the --consul.* flags to the discoverer's configuration. Errors

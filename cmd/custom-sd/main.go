@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -27,14 +28,12 @@ import (
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/custom-sd/custom-sd/adapter"
+	"github.com/custom-sd/custom-sd/internal/config"
 	"github.com/custom-sd/custom-sd/sd/consul"
 	"github.com/custom-sd/custom-sd/web"
 )
 
 const name = "custom-sd"
-
-// provider is the name the Consul discoverer runs under in the adapter.
-const provider = "consul"
 
 // DefaultListenAddress is where the HTTP side listens unless told otherwise.
 const DefaultListenAddress = ":9099"
@@ -47,75 +46,111 @@ func main() {
 }
 
 // run parses args, runs until ctx is cancelled or a signal arrives, and
-// returns the exit code: 0 after a clean stop, 2 for bad flags, 1 otherwise.
+// returns the exit code: 0 after a clean stop, 2 for bad flags or a bad
+// configuration file, 1 otherwise.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "migrate" {
+		return runMigrate(args[1:], os.Stdout, stderr)
+	}
 	s, err := parse(args, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %s\n", name, oneLine(err))
 		return 2
 	}
 	base, logger := newLogger(stderr, s.logFormat, s.logLevel)
-	s.consul.Logger = log.With(logger, "component", "consul")
-	s.adapter.Logger = logger
-	d, err := consul.New(s.consul)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: error: %s\n", name, oneLine(flagError(err)))
-		return 2
-	}
-	var disc adapter.Discoverer = d
-	if s.shard >= 0 {
-		disc = adapter.OnlyShard(d, s.shard, s.shardCount)
-	}
-	a, err := adapter.New(s.output, map[string]adapter.Discoverer{provider: disc}, s.adapter)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: error: --output.file: %s\n", name, oneLine(err))
-		return 2
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		versioncollector.NewCollector("custom_sd"), d, a)
-	handler, err := web.NewHandler(web.Options{
-		Registry: reg, Ready: a.Ready, Targets: a.Snapshot, Version: version.Info(),
-		ServiceOf: func(k adapter.Key) string { return consul.ServiceOf(k.Source) },
-	})
+	cfg, err := s.load()
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: %s\n", name, oneLine(err))
-		return 1
+		return 2
 	}
+	// Signals are caught from here on: a SIGTERM or SIGHUP that arrives while
+	// the jobs start must not kill the process.
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	// Listen before anything starts, so a port in use fails at once.
 	listeners, err := listen(s.listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: error: --web.listen-address: %s\n", name, oneLine(err))
 		return 1
 	}
-	level.Info(logger).Log("msg", "Starting custom-sd", "version", version.Info(), "output", s.output)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("custom_sd"))
+	runCtx, stopJobs := context.WithCancel(context.Background())
+	defer stopJobs()
+	sup := newSupervisor(runCtx, logger, reg)
+	rl := newReloader(s.configFile, sup, logger, reg)
+	handler, err := newHandler(s, sup, rl, reg)
+	if err == nil {
+		err = sup.apply(cfg)
+	}
+	if err != nil {
+		sup.stop()
+		closeAll(listeners)
+		fmt.Fprintf(stderr, "%s: error: %s\n", name, oneLine(err))
+		return 2
+	}
+	level.Info(logger).Log("msg", "Starting custom-sd", "version", version.Info(), "jobs", strings.Join(sup.jobNames(), ","))
 
 	var g oklog.Group
-	g.Add(oklog.SignalHandler(ctx, os.Interrupt, syscall.SIGTERM))
-	runCtx, stop := context.WithCancel(context.Background())
-	g.Add(func() error { a.Run(runCtx); return nil }, func(error) { stop() })
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	g.Add(func() error {
-		err := toolkit.ServeMultiple(listeners, srv, &toolkit.FlagConfig{
-			WebListenAddresses: &s.listen, WebSystemdSocket: new(bool), WebConfigFile: &s.webConfig,
-		}, slogLogger(base, "web"))
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return fmt.Errorf("HTTP server: %w", err)
-	}, func(error) {
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			level.Warn(logger).Log("msg", "HTTP server did not shut down cleanly", "err", err)
-		}
-	})
-	if err := g.Run(); err != nil && !errors.As(err, new(oklog.SignalError)) && ctx.Err() == nil {
+	g.Add(oklog.ContextHandler(ctx))
+	g.Add(func() error { <-runCtx.Done(); sup.stop(); return nil }, func(error) { stopJobs() })
+	g.Add(rl.on(hup))
+	g.Add(serve(s, listeners, handler, base, logger))
+	if err := g.Run(); err != nil && ctx.Err() == nil {
 		level.Error(logger).Log("msg", "Stopped with an error", "err", err)
 		return 1
 	}
 	level.Info(logger).Log("msg", "Stopped")
 	return 0
+}
+
+// newHandler returns the HTTP side.
+func newHandler(s settings, sup *supervisor, rl *reloader, reg *prometheus.Registry) (http.Handler, error) {
+	o := web.Options{
+		Registry: reg, Ready: sup.ready, Jobs: sup.jobNames, Targets: sup.targets, Version: version.Info(),
+		ServiceOf: func(k adapter.Key) string { return consul.ServiceOf(k.Source) },
+	}
+	if s.lifecycle {
+		o.Reload = rl.reload
+	}
+	return web.NewHandler(o)
+}
+
+// serve returns the HTTP server as an actor.
+func serve(s settings, listeners []net.Listener, handler http.Handler, base, logger log.Logger) (func() error, func(error)) {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	return func() error {
+			err := toolkit.ServeMultiple(listeners, srv, &toolkit.FlagConfig{
+				WebListenAddresses: &s.listen, WebSystemdSocket: new(bool), WebConfigFile: &s.webConfig,
+			}, slogLogger(base, "web"))
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("HTTP server: %w", err)
+		}, func(error) {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				level.Warn(logger).Log("msg", "HTTP server did not shut down cleanly", "err", err)
+			}
+		}
+}
+
+// load returns the jobs: those of the configuration file, or the one the
+// flags describe.
+func (s settings) load() (*config.Config, error) {
+	if s.configFile == "" {
+		return s.jobs, nil
+	}
+	cfg, err := config.Load(s.configFile)
+	if err != nil {
+		return nil, fmt.Errorf("--config.file: %s: %w", s.configFile, err)
+	}
+	return cfg, nil
 }
 
 // parse parses and checks the command line.
@@ -139,14 +174,18 @@ func listen(addrs []string) ([]net.Listener, error) {
 	for _, addr := range addrs {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			for _, l := range listeners {
-				_ = l.Close()
-			}
+			closeAll(listeners)
 			return nil, err
 		}
 		listeners = append(listeners, l)
 	}
 	return listeners, nil
+}
+
+func closeAll(listeners []net.Listener) {
+	for _, l := range listeners {
+		_ = l.Close()
+	}
 }
 
 // oneLine keeps an error message on one line.

@@ -64,6 +64,18 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 // (an info line: run it at --log.level=info or debug).
 func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, func(cmd *exec.Cmd) { cmd.Env = append(cmd.Env, env...) }, args...)
+}
+
+// startDaemonIn starts custom-sd in the working directory dir.
+func startDaemonIn(t *testing.T, dir string, args ...string) *daemon {
+	t.Helper()
+	return startDaemonWith(t, func(cmd *exec.Cmd) { cmd.Dir = dir }, args...)
+}
+
+// startDaemonWith starts custom-sd with its command adjusted by setup.
+func startDaemonWith(t *testing.T, setup func(*exec.Cmd), args ...string) *daemon {
+	t.Helper()
 	args = append(args, "--web.listen-address=127.0.0.1:0")
 	d := &daemon{cmd: exec.Command(binPath, args...), stderr: &testproc.Buffer{}, done: make(chan struct{})}
 	for _, kv := range os.Environ() {
@@ -71,7 +83,7 @@ func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
 			d.cmd.Env = append(d.cmd.Env, kv)
 		}
 	}
-	d.cmd.Env = append(d.cmd.Env, env...)
+	setup(d.cmd)
 	d.cmd.Stderr = d.stderr
 	require.NoError(t, d.cmd.Start())
 	go func() {
