@@ -37,8 +37,13 @@ type transport struct {
 	limited  atomic.Uint64 // 429 answers
 	conns    atomic.Int64  // connections open now
 	maxConns atomic.Int64  // most connections open at once
-	metrics  *metrics      // nil until the Discoverer sets it
+	metrics  *metrics      // nil until the Watch sets it
 	token    atomic.Pointer[string]
+
+	// A 429 rings refusals (1-buffered) and notes how many connections were
+	// open, the refused one included; the watcher takes both.
+	refusals    chan struct{}
+	refusedOpen atomic.Int64
 }
 
 func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
@@ -46,7 +51,7 @@ func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up TLS: %w", err)
 	}
-	t := &transport{}
+	t := &transport{refusals: make(chan struct{}, 1)}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t.base = &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
@@ -85,6 +90,13 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
+// closeIdle closes the connections that carry no request.
+func (t *transport) closeIdle() {
+	if ht, ok := t.base.(*http.Transport); ok {
+		ht.CloseIdleConnections()
+	}
+}
+
 // RoundTrip implements http.RoundTripper. It adds the current ACL token.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if tok := t.token.Load(); tok != nil && *tok != "" {
@@ -105,6 +117,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		t.limited.Add(1)
+		storeMax(&t.refusedOpen, t.conns.Load())
+		select {
+		case t.refusals <- struct{}{}:
+		default:
+		}
 	}
 	return resp, err
 }

@@ -52,6 +52,8 @@ type doorbells struct {
 	// The running sweep.
 	outstanding int // its reads not yet done
 
+	retrying bool // failed reads are being retried (logged once until a sweep succeeds)
+
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads
 	// (at start, all of them) go as fast as the budget allows; the
@@ -275,6 +277,7 @@ func (w *watcher) sweepFinished(sc *scope, now time.Time) {
 	if failed > 0 {
 		w.logRetry(sc, now)
 	} else {
+		db.retrying = false
 		w.fillLongPolls(sc)
 	}
 	if again {
@@ -282,10 +285,17 @@ func (w *watcher) sweepFinished(sc *scope, now time.Time) {
 	}
 }
 
-// logRetry says that failed reads will be retried.
+// logRetry says that failed reads will be retried: at warn level the first
+// time until a sweep succeeds, then at debug level, so that an outage does
+// not flood the log.
 func (w *watcher) logRetry(sc *scope, now time.Time) {
-	p := &sc.doorbells.pacer
-	level.Warn(sc.logger).Log("msg", "Some services could not be read; keeping their last known targets", "retry_in", p.retryAt.Sub(now), "err", p.err)
+	db := sc.doorbells
+	lvl := level.Warn
+	if db.retrying {
+		lvl = level.Debug
+	}
+	db.retrying = true
+	lvl(sc.logger).Log("msg", "Some services could not be read; keeping their last known targets", "retry_in", db.pacer.retryAt.Sub(now), "err", db.pacer.err)
 }
 
 // promote gives s a long poll if the allocator grants one, taking it from

@@ -120,6 +120,10 @@ func newMetrics(w *Watch, t *transport) *metrics {
 		Name: "custom_sd_consul_max_connections",
 		Help: "The configured connection budget.",
 	}, func() float64 { return float64(w.cfg.MaxConnections) })
+	inForce := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "custom_sd_consul_connection_budget",
+		Help: "The connection budget in force: the configured one, less what the agent refused (429) to leave room for its other clients.",
+	}, func() float64 { return float64(w.budgetNow.Load()) })
 	http2 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_http2",
 		Help: "1 once Consul answered over HTTP/2 (HTTPS), so many blocking queries share one connection.",
@@ -129,7 +133,7 @@ func newMetrics(w *Watch, t *transport) *metrics {
 			m.requests.WithLabelValues(e.label, o)
 		}
 	}
-	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, longPolls, sweepMode, conns, budget, http2}
+	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, longPolls, sweepMode, conns, budget, inForce, http2}
 	return m
 }
 

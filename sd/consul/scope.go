@@ -234,6 +234,20 @@ func (w *watcher) fit(sc *scope) {
 	}
 	w.leaveDoorbellMode(sc)
 	w.enterDoorbellMode(sc, share)
+	// What the mode it left had under way is read anew: services not read
+	// yet, and a sweep for what changed meanwhile.
+	var index uint64
+	for _, s := range sc.services {
+		if !s.fetched {
+			w.readSoon(sc, s)
+		}
+	}
+	for _, l := range sc.lists {
+		index = max(index, l.index)
+	}
+	if index > 0 {
+		w.requestSweep(sc, time.Now(), index)
+	}
 }
 
 // poller returns the settings of one blocking query of sc.

@@ -36,6 +36,7 @@ type Watch struct {
 	early   []*job // jobs created before that
 
 	// Counts the watcher keeps for the metrics.
+	budgetNow      atomic.Int64 // the connection budget in force (see budget.go)
 	doorbellScopes atomic.Int64 // scopes watched in doorbell mode
 	longPolls      atomic.Int64 // services with a long poll of their own
 	watched        atomic.Int64 // services watched, in every scope
@@ -76,6 +77,7 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 		cfg: cfg, client: c, transport: t, logger: cfg.Logger,
 		attach: make(chan *job), detach: make(chan *job), stopped: make(chan struct{}),
 	}
+	w.budgetNow.Store(int64(cfg.MaxConnections))
 	w.metrics = newMetrics(w, t)
 	t.metrics = w.metrics
 	return w, nil
@@ -128,11 +130,11 @@ func (w *Watch) Job(cfg JobConfig) (*Job, error) {
 // Requests reports how many HTTP requests the watch has sent to Consul.
 func (w *Watch) Requests() uint64 { return w.transport.requests.Load() }
 
-// streams is how many requests can be in flight at once within the budget,
-// less its headroom: one per connection over HTTP/1.1, streamsPerConn per
-// connection over HTTP/2.
+// streams is how many requests can be in flight at once within the budget
+// in force, less its headroom: one per connection over HTTP/1.1,
+// streamsPerConn per connection over HTTP/2.
 func (w *Watch) streams() int {
-	budget := w.cfg.MaxConnections
+	budget := int(w.budgetNow.Load())
 	conns := budget - headroom(budget)
 	if w.transport.http2.Load() {
 		return conns * streamsPerConn

@@ -35,6 +35,9 @@ type watcher struct {
 
 	sweepTimer *time.Timer
 	sweepAt    time.Time
+
+	budget      *budget
+	budgetTimer *time.Timer
 }
 
 // listed is a new service list of a scope.
@@ -76,6 +79,7 @@ func newWatcher(ctx context.Context, w *Watch) *watcher {
 		reads:  make(chan read),
 		rings:  make(chan ring),
 		dcList: make(chan []string),
+		budget: newBudget(w.cfg.MaxConnections),
 	}
 }
 
@@ -95,9 +99,12 @@ func (w *watcher) run(jobs []*job) {
 		tokenC = t.C
 	}
 	for {
-		var sweepC <-chan time.Time
+		var sweepC, budgetC <-chan time.Time
 		if w.sweepTimer != nil {
 			sweepC = w.sweepTimer.C
+		}
+		if w.budgetTimer != nil {
+			budgetC = w.budgetTimer.C
 		}
 		select {
 		case <-w.ctx.Done():
@@ -119,8 +126,60 @@ func (w *watcher) run(jobs []*job) {
 			w.setDatacenters(dcs)
 		case <-tokenC:
 			w.checkToken()
+		case <-w.w.transport.refusals:
+			w.refused()
+		case <-budgetC:
+			w.budgetTimer = nil
+			w.grow()
 		}
 		w.setSweepTimer()
+	}
+}
+
+// refused gives connections back after the agent refused one (429).
+func (w *watcher) refused() {
+	open := int(w.w.transport.refusedOpen.Swap(0))
+	first := !w.budget.refusing
+	if !w.budget.refused(time.Now(), open) {
+		return
+	}
+	if first {
+		level.Warn(w.w.logger).Log("msg", "The agent refuses connections (429): giving connections back to its other clients", "budget", w.budget.now, "open", open, "max_connections", w.budget.max)
+	} else {
+		level.Debug(w.w.logger).Log("msg", "The agent refuses connections (429): fewer connections still", "budget", w.budget.now, "open", open)
+	}
+	w.applyBudget()
+}
+
+// grow takes one more connection back once the agent has stopped refusing.
+func (w *watcher) grow() {
+	if w.budget.grow(time.Now()) {
+		if w.budget.now == w.budget.max {
+			w.budget.refusing = false
+			level.Info(w.w.logger).Log("msg", "The agent has stopped refusing connections; the whole budget is in use again", "budget", w.budget.now)
+		}
+		w.applyBudget()
+		return
+	}
+	w.setBudgetTimer()
+}
+
+// applyBudget fits every scope to the budget in force and closes idle
+// connections beyond it.
+func (w *watcher) applyBudget() {
+	w.w.budgetNow.Store(int64(w.budget.now))
+	w.w.transport.closeIdle()
+	w.fitAll()
+	w.setBudgetTimer()
+}
+
+func (w *watcher) setBudgetTimer() {
+	if w.budgetTimer != nil {
+		w.budgetTimer.Stop()
+		w.budgetTimer = nil
+	}
+	if next := w.budget.next(); !next.IsZero() {
+		w.budgetTimer = time.NewTimer(time.Until(next))
 	}
 }
 
@@ -377,6 +436,9 @@ func (w *watcher) stopAll() {
 		w.stopDCList()
 	}
 	w.stopSweepTimer()
+	if w.budgetTimer != nil {
+		w.budgetTimer.Stop()
+	}
 }
 
 // checkToken re-reads the token file. A new token replaces the old one in

@@ -1,0 +1,77 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/require"
+
+	"github.com/custom-sd/custom-sd/internal/testconsul"
+)
+
+// Four custom-sd processes with default flags on one agent with default
+// limits, each with more services than its long-poll budget: together they
+// would take more connections than the agent grants one host (200). Those
+// the agent refuses give connections back; all four write complete files,
+// and afterwards another client on the host is served.
+func TestFourProcessesShareTheAgent(t *testing.T) {
+	srv := testconsul.Start(t)
+	const services = 100
+	for i := range services {
+		srv.Register(t, testconsul.Instance{Service: fmt.Sprintf("svc-%03d", i), ID: fmt.Sprintf("svc-%03d", i), Port: 20000 + i})
+	}
+	dir := t.TempDir()
+	var outs, webs []string
+	for i := range 4 {
+		out := filepath.Join(dir, fmt.Sprintf("p%d.json", i))
+		outs = append(outs, out)
+		webs = append(webs, startCustomSD(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out))
+	}
+	for _, out := range outs {
+		testconsul.Eventually(t, func() bool { return len(fileIDs(out)) == services+1 }, "%s is complete", out)
+	}
+
+	// Another client of the agent, on a connection of its own, is served.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + srv.HTTPAddr + "/v1/status/leader")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the agent serves its other clients")
+
+	open, budgets := 0.0, 0.0
+	for _, web := range webs {
+		m := scrapeMetrics(t, "http://"+web+"/metrics")
+		open += m["custom_sd_consul_connections"]
+		budgets += m["custom_sd_consul_connection_budget"]
+	}
+	require.Less(t, open, 200.0, "fewer connections than the agent grants a host")
+	require.Less(t, budgets, 4*64.0, "some process gave connections back")
+}
+
+// scrapeMetrics returns the value of every sample without labels beyond
+// the consul one, by metric name.
+func scrapeMetrics(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for name, mf := range families {
+		for _, m := range mf.GetMetric() {
+			if g := m.GetGauge(); g != nil {
+				out[name] += g.GetValue()
+			}
+		}
+	}
+	return out
+}
+
