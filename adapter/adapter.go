@@ -104,7 +104,7 @@ func (a *Adapter) Run(ctx context.Context) {
 		}
 		now := time.Now()
 		if a.manager.due(now) {
-			a.handOut(now)
+			a.handOut(now, func() bool { return len(only) > 0 || len(updates) > 0 })
 		}
 		for _, o := range a.outputs {
 			o.tick(now)
@@ -115,18 +115,19 @@ func (a *Adapter) Run(ctx context.Context) {
 }
 
 // start runs the discoverers. A single discoverer's sends arrive on only;
-// several discoverers' sends are merged into updates. wait waits for every
-// goroutine start started.
+// several discoverers' sends are merged into updates. Either holds one
+// send, so that a send waiting during a write can be seen. wait waits for
+// every goroutine start started.
 func (a *Adapter) start(ctx context.Context) (only <-chan []*Group, updates <-chan update, wait func()) {
 	var wg sync.WaitGroup
 	if len(a.providers) == 1 {
-		ch := make(chan []*Group)
+		ch := make(chan []*Group, 1)
 		for _, d := range a.providers {
 			wg.Go(func() { d.Run(ctx, ch) })
 		}
 		return ch, nil, wg.Wait
 	}
-	merged := make(chan update)
+	merged := make(chan update, 1)
 	for name, d := range a.providers {
 		ch := make(chan []*Group)
 		wg.Go(func() { d.Run(ctx, ch) })
@@ -150,19 +151,35 @@ func (a *Adapter) start(ctx context.Context) (only <-chan []*Group, updates <-ch
 
 // receive takes in one send of a discoverer.
 func (a *Adapter) receive(u update) {
-	skipped := a.manager.receive(u.provider, u.groups)
+	skipped := a.manager.receive(time.Now(), u.provider, u.groups)
 	for _, err := range skipped {
 		level.Warn(a.logger).Log("msg", "Skipping a target Prometheus would reject", "err", err)
 	}
 	a.metrics.skipped.Add(float64(len(skipped)))
 }
 
-// handOut gives the complete set to every output.
-func (a *Adapter) handOut(now time.Time) {
-	for _, o := range a.outputs {
-		o.offer(now, a.manager.groups)
+// handOut gives the complete set to every output. waiting reports whether
+// a discoverer's send waits; it is asked when the first new content is in
+// place (or at the end, when nothing was written), so that a change made in
+// reaction to the new file does not count as one that came meanwhile.
+func (a *Adapter) handOut(now time.Time, waiting func() bool) {
+	meanwhile, asked := false, false
+	renamed := func() {
+		if !asked {
+			meanwhile, asked = waiting(), true
+		}
 	}
-	a.manager.handedOut(time.Now())
+	size := 0
+	for _, o := range a.outputs {
+		o.offer(now, a.manager.groups, renamed)
+		if o.committed != nil {
+			size += o.committed.Size()
+		}
+	}
+	if !asked {
+		meanwhile = waiting()
+	}
+	a.manager.handedOut(now, time.Now(), size, meanwhile)
 }
 
 // next returns when the loop has something to do without news from a

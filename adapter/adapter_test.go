@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -93,13 +94,13 @@ func TestAdapterWritesOnlyCompleteSetsAndRetriesFailedWrites(t *testing.T) {
 	})
 }
 
-// The first change after a quiet period is written at once; changes within
-// the interval of a write are written together at its end.
-func TestAdapterWritesOnTheLeadingEdgeThenCoalesces(t *testing.T) {
+// A change after a quiet period is written at once, and so is a change that
+// waits for the previous write: no window delays it.
+func TestAdapterWritesChangesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "out.json")
 		d := newChanDiscoverer()
-		a, err := New(path, map[string]Discoverer{"p": d}, Options{Interval: time.Second})
+		a, err := New(path, map[string]Discoverer{"p": d}, Options{})
 		require.NoError(t, err)
 		startAdapter(t, a)
 		writes := func() float64 { return testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")) }
@@ -107,24 +108,14 @@ func TestAdapterWritesOnTheLeadingEdgeThenCoalesces(t *testing.T) {
 		d.in <- []*Group{group("web", "127.0.0.1:1")}
 		synctest.Wait()
 		require.Equal(t, 1.0, writes(), "the first set is written at once")
-
-		d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2")}
-		d.in <- []*Group{group("db", "127.0.0.1:3")}
-		d.in <- []*Group{{Source: "db"}}
-		synctest.Wait()
-		require.Equal(t, 1.0, writes(), "changes within the interval wait")
-		time.Sleep(time.Second)
-		synctest.Wait()
-		require.Equal(t, 2.0, writes(), "and are written together")
-		require.Equal(t, 2, a.Snapshot().Targets())
-		require.NotContains(t, readFile(t, path), "127.0.0.1:3", "the deleted group is gone")
-
-		time.Sleep(10 * time.Second)
-		d.in <- []*Group{group("web", "127.0.0.1:2")}
-		synctest.Wait()
-		require.Equal(t, 3.0, writes(), "a change after a quiet period is written at once")
+		for i := 2; i <= 5; i++ {
+			d.in <- []*Group{group("web", fmt.Sprintf("127.0.0.1:%d", i))}
+			synctest.Wait()
+			require.Equal(t, float64(i), writes(), "a change after a write is written at once")
+		}
+		require.Contains(t, readFile(t, path), "127.0.0.1:5")
 		require.EqualValues(t, 5, a.manager.updates.Load())
-		require.EqualValues(t, 3, a.manager.handOuts.Load())
+		require.EqualValues(t, 5, a.manager.handOuts.Load())
 	})
 }
 

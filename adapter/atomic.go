@@ -32,9 +32,10 @@ func tempPattern(path string) string {
 
 // writeAtomic replaces path with data so that a reader sees either the old or
 // the new content, never a mix: it writes a temporary file in the same
-// directory, syncs, closes and chmods it, renames it over path and syncs the
-// directory. The temporary file is removed on any failure.
-func writeAtomic(ops fileOps, path string, data io.WriterTo, mode os.FileMode) (err error) {
+// directory, syncs, closes and chmods it, renames it over path, calls
+// renamed (if not nil) and syncs the directory. The temporary file is
+// removed on any failure.
+func writeAtomic(ops fileOps, path string, data io.WriterTo, mode os.FileMode, renamed func()) (err error) {
 	dir := filepath.Dir(path)
 	f, err := ops.create(dir, tempPattern(path))
 	if err != nil {
@@ -63,6 +64,9 @@ func writeAtomic(ops fileOps, path string, data io.WriterTo, mode os.FileMode) (
 	}
 	if err = ops.rename(tmp, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	if renamed != nil {
+		renamed()
 	}
 	// The new content is in place; a failed directory sync only means the
 	// rename might not survive a power cut, so report it without undoing.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/prometheus/common/model"
@@ -49,8 +50,8 @@ func BenchmarkUpdateOneChanged(b *testing.B) {
 			for _, g := range groups {
 				all = append(all, g)
 			}
-			m.receive("consul", all)
-			if _, err := w.write(w.render(m.groups)); err != nil {
+			m.receive(time.Now(), "consul", all)
+			if _, err := w.write(w.render(m.groups), nil); err != nil {
 				b.Fatal(err)
 			}
 			orig := groups[Key{"consul", "svc-00000"}]
@@ -64,8 +65,8 @@ func BenchmarkUpdateOneChanged(b *testing.B) {
 				if i%2 == 1 {
 					g = orig
 				}
-				m.receive("consul", []*Group{g})
-				if _, err := w.write(w.render(m.groups)); err != nil {
+				m.receive(time.Now(), "consul", []*Group{g})
+				if _, err := w.write(w.render(m.groups), nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -100,8 +101,8 @@ func BenchmarkUpdateAllChanged(b *testing.B) {
 				}
 				w.onDisk = nil // force the write
 				m := newManager([]string{"consul"}, 1, 0)
-				m.receive("consul", all)
-				if _, err := w.write(w.render(m.groups)); err != nil {
+				m.receive(time.Now(), "consul", all)
+				if _, err := w.write(w.render(m.groups), nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -163,7 +163,7 @@ func TestSnapshotRenderingsAgree(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "out.json")
 			w := newTestWriter(t, path, 0o644)
 			snap := w.render(encodeSet(t, tc.set))
-			_, err := w.write(snap)
+			_, err := w.write(snap, nil)
 			require.NoError(t, err)
 
 			whole := snap.JSON()

@@ -2,7 +2,7 @@
 //
 // Implement Discoverer for the system you want to bridge, hand it to New with
 // an output path, and Run the returned Adapter. The adapter keeps the latest
-// target group per source, coalesces bursts of updates, converts the full set
+// target group per source, paces writes during bursts of updates, converts the full set
 // into file_sd groups, and rewrites the file atomically only when its content
 // changes. Until every discoverer has sent its first complete set, nothing is
 // written, so a restart never replaces a good file with a partial one.
@@ -11,7 +11,7 @@
 //
 //	a discoverer sends groups     (the discoverer's goroutine)
 //	  → the manager encodes them  manager.go, filesd.go  (Run's loop)
-//	  → the coalescer says when   coalesce.go
+//	  → the pacer says when       pace.go
 //	  → each output renders,      output.go, writer.go
 //	    guards and writes         guard.go, atomic.go
 //	  → the snapshot is served    snapshot.go (Adapter.Snapshot)

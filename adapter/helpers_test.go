@@ -78,7 +78,7 @@ func encodeSet(t testing.TB, set map[Key]*Group) map[Key]*encoded {
 // writeSet renders set and writes it as the output does.
 func writeSet(t testing.TB, w *writer, set map[Key]*Group) (bool, error) {
 	t.Helper()
-	return w.write(w.render(encodeSet(t, set)))
+	return w.write(w.render(encodeSet(t, set)), nil)
 }
 
 func oneGroup(addr string) map[Key]*Group {

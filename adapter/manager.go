@@ -7,13 +7,13 @@ import (
 
 // manager keeps the latest group per Key, encoded, and decides when the
 // outputs get the complete set: not before every discoverer has sent its
-// first set, then as the coalescer allows. It is a value owned by the
-// adapter's loop; it starts no goroutine.
+// first set, then as the pacer allows. It is a value owned by the adapter's
+// loop; it starts no goroutine.
 type manager struct {
-	shards   int
-	groups   map[Key]*encoded
-	waiting  map[string]struct{} // discoverers that have not sent their first set
-	coalesce coalescer
+	shards  int
+	groups  map[Key]*encoded
+	waiting map[string]struct{} // discoverers that have not sent their first set
+	pace    pacer
 
 	updates  atomic.Uint64 // sends received from discoverers (read by metrics)
 	handOuts atomic.Uint64 // complete sets handed to the outputs (read by metrics)
@@ -21,10 +21,10 @@ type manager struct {
 
 func newManager(providers []string, shards int, interval time.Duration) *manager {
 	m := &manager{
-		shards:   shards,
-		groups:   map[Key]*encoded{},
-		waiting:  map[string]struct{}{},
-		coalesce: coalescer{interval: interval},
+		shards:  shards,
+		groups:  map[Key]*encoded{},
+		waiting: map[string]struct{}{},
+		pace:    pacer{interval: interval},
 	}
 	for _, p := range providers {
 		m.waiting[p] = struct{}{}
@@ -35,7 +35,7 @@ func newManager(providers []string, shards int, interval time.Duration) *manager
 // receive applies one send of a discoverer: each group replaces the one
 // with the same Source, and a group without targets deletes it. It returns
 // the targets left out because Prometheus would reject them.
-func (m *manager) receive(provider string, groups []*Group) (skipped []error) {
+func (m *manager) receive(now time.Time, provider string, groups []*Group) (skipped []error) {
 	m.updates.Add(1)
 	delete(m.waiting, provider)
 	for _, g := range groups {
@@ -51,13 +51,13 @@ func (m *manager) receive(provider string, groups []*Group) (skipped []error) {
 		skipped = append(skipped, rejected...)
 		m.groups[k] = enc
 	}
-	m.coalesce.changed()
+	m.pace.changed(now)
 	return skipped
 }
 
 // due reports whether the outputs should get the complete set at now.
 func (m *manager) due(now time.Time) bool {
-	return len(m.waiting) == 0 && m.coalesce.due(now)
+	return len(m.waiting) == 0 && m.pace.due(now)
 }
 
 // next returns when a hand-out will be due, or zero if none is pending.
@@ -65,11 +65,11 @@ func (m *manager) next() time.Time {
 	if len(m.waiting) > 0 {
 		return time.Time{}
 	}
-	return m.coalesce.next()
+	return m.pace.next()
 }
 
-// handedOut notes that the outputs got the set at now.
-func (m *manager) handedOut(now time.Time) {
+// handedOut notes that the outputs got the set: see pacer.handedOut.
+func (m *manager) handedOut(start, end time.Time, size int, changesMeanwhile bool) {
 	m.handOuts.Add(1)
-	m.coalesce.handedOut(now)
+	m.pace.handedOut(start, end, size, changesMeanwhile)
 }

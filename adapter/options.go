@@ -29,9 +29,11 @@ type Options struct {
 	// FileMode is the output file's permission bits; 0 means DefaultFileMode
 	// (0644, readable by a Prometheus running as another user).
 	FileMode os.FileMode
-	// Interval is the coalescing window: the first change after a quiet
-	// period is written at once, later changes at most once per Interval.
-	// 0 means DefaultInterval.
+	// Interval is the longest a change waits during a burst of changes to
+	// a small file: a change after a quiet period, or one that waits for
+	// the previous write, is written at once; in a burst, writes are spaced
+	// from 100ms up to Interval, or up to ten times a write's cost for a
+	// large file (see pace.go). 0 means DefaultInterval.
 	Interval time.Duration
 	// MaxRemoval is the largest share of the current targets (0 to 1) one
 	// update may remove at once. A larger removal is held back, the file and

@@ -45,12 +45,13 @@ func newOutput(w *writer, g guard, logger log.Logger, m *metrics) *output {
 // offer takes a new complete set at now: rendered, judged by the guard, and
 // written if the guard lets it through. A held set leaves the file and the
 // committed snapshot as they are.
-func (o *output) offer(now time.Time, set map[Key]*encoded) {
-	o.consider(now, o.writer.render(set))
+// renamed, if not nil, is called once new content is in place.
+func (o *output) offer(now time.Time, set map[Key]*encoded, renamed func()) {
+	o.consider(now, o.writer.render(set), renamed)
 }
 
 // consider puts the guard between a rendered set and the file.
-func (o *output) consider(now time.Time, snap *Snapshot) {
+func (o *output) consider(now time.Time, snap *Snapshot, renamed func()) {
 	if snap == o.committed {
 		o.heldBack, o.heldUntil = nil, time.Time{}
 		return // nothing new; a failed write is retried by tick
@@ -79,17 +80,17 @@ func (o *output) consider(now time.Time, snap *Snapshot) {
 	}
 	o.heldBack, o.heldUntil = nil, time.Time{}
 	o.committed = snap
-	o.write(now)
+	o.write(now, renamed)
 }
 
 // tick does what is due at now: apply a held-back set whose hold is over,
 // retry a failed write.
 func (o *output) tick(now time.Time) {
 	if o.heldBack != nil && !now.Before(o.heldUntil) {
-		o.consider(now, o.heldBack)
+		o.consider(now, o.heldBack, nil)
 	}
 	if !o.retryAt.IsZero() && !now.Before(o.retryAt) {
-		o.write(now)
+		o.write(now, nil)
 	}
 }
 
@@ -111,8 +112,8 @@ func (o *output) holding() bool { return o.heldBack != nil }
 func (o *output) current() bool { return o.synced && o.retryAt.IsZero() }
 
 // write puts the committed set in the file, or schedules a retry.
-func (o *output) write(now time.Time) {
-	wrote, err := o.writer.write(o.committed)
+func (o *output) write(now time.Time, renamed func()) {
+	wrote, err := o.writer.write(o.committed, renamed)
 	if err != nil {
 		o.retryAt = now.Add(o.retry.Next())
 		o.metrics.writes.WithLabelValues("failure").Inc()

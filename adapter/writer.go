@@ -128,14 +128,14 @@ func (w *writer) render(set map[Key]*encoded) *Snapshot {
 }
 
 // write replaces the file with snap unless the file already holds the same
-// bytes, and reports whether it wrote. After an error the old file is in
-// place.
-func (w *writer) write(snap *Snapshot) (bool, error) {
+// bytes, and reports whether it wrote; renamed, if not nil, is called once
+// the new content is in place. After an error the old file is in place.
+func (w *writer) write(snap *Snapshot, renamed func()) (bool, error) {
 	next := w.contentOf(snap.WriteTo)
 	if w.onDisk != nil && *w.onDisk == next {
 		return false, nil
 	}
-	if err := writeAtomic(w.ops, w.path, snap, w.mode); err != nil {
+	if err := writeAtomic(w.ops, w.path, snap, w.mode, renamed); err != nil {
 		return false, err
 	}
 	w.onDisk = &next

@@ -116,7 +116,7 @@ func TestWriterFailureKeepsOldFile(t *testing.T) {
 
 			w.ops = tc.ops(osFileOps)
 			snap := w.render(encodeSet(t, oneGroup("a:2")))
-			_, err = w.write(snap)
+			_, err = w.write(snap, nil)
 			require.Error(t, err)
 			require.Empty(t, tempFiles(t, dir, "out.json"), "no temporary file is left")
 			got, err := os.ReadFile(path)
@@ -127,7 +127,7 @@ func TestWriterFailureKeepsOldFile(t *testing.T) {
 
 			// Once the fault clears, writing again puts the new content in place.
 			w.ops = osFileOps
-			_, err = w.write(snap)
+			_, err = w.write(snap, nil)
 			require.NoError(t, err)
 			got, err = os.ReadFile(path)
 			require.NoError(t, err)
@@ -142,10 +142,10 @@ func TestWriterMissingDirectoryThenCreated(t *testing.T) {
 	path := filepath.Join(dir, "out.json")
 	w := newTestWriter(t, path, 0o644)
 	snap := w.render(encodeSet(t, oneGroup("a:1")))
-	_, err := w.write(snap)
+	_, err := w.write(snap, nil)
 	require.ErrorContains(t, err, dir)
 	require.NoError(t, os.Mkdir(dir, 0o755))
-	wrote, err := w.write(snap)
+	wrote, err := w.write(snap, nil)
 	require.NoError(t, err)
 	require.True(t, wrote)
 }

@@ -1,0 +1,74 @@
+package adapter
+
+import "time"
+
+// Pacing by cost. A change after a quiet period is handed to the outputs at
+// once, and so is each of a series of changes that each wait for the
+// previous write (a deploy that checks every step): they cost one write
+// each. A burst shows as changes arriving while a write is under way; then
+// the least time between hand-outs grows, from firstGap by a factor of
+// gapGrowth per hand-out, up to a cap: the larger of the configured
+// interval and costFactor times the cost of the last write, where the cost
+// is the write's own duration plus an estimate of the time a reader
+// (Prometheus) takes to parse the file again. So during sustained change a
+// large file is rewritten at most every ten times its cost, which bounds the
+// work of every reader of the file to about a tenth of its time, while a
+// small one keeps to the interval. A change that comes after a whole gap
+// without changes ends the burst: it goes out at once.
+const (
+	firstGap   = 100 * time.Millisecond
+	gapGrowth  = 4
+	costFactor = 10
+	// readerBytesPerSecond is how fast a reader is assumed to parse the file
+	// (Prometheus's file_sd reads JSON at about this rate on a slow core).
+	readerBytesPerSecond = 50 << 20
+)
+
+// pacer decides when the manager hands a changed set to the outputs. It
+// holds no timer: its methods take the time.
+type pacer struct {
+	interval time.Duration // the cap for a cheap write
+	last     time.Time     // when the last hand-out ended; zero before the first
+	gap      time.Duration // the least time between hand-outs now; 0 outside bursts
+	cost     time.Duration // of the last write, reader included
+	dirty    bool          // something changed since the last hand-out began
+}
+
+// changed notes a change at now.
+func (p *pacer) changed(now time.Time) {
+	if p.gap > 0 && !p.dirty && !p.last.IsZero() && now.Sub(p.last) >= p.gap {
+		p.gap = 0 // quiet for a whole gap: the burst is over
+	}
+	p.dirty = true
+}
+
+// due reports whether a hand-out is due at now.
+func (p *pacer) due(now time.Time) bool {
+	return p.dirty && (p.gap == 0 || p.last.IsZero() || !now.Before(p.last.Add(p.gap)))
+}
+
+// next returns when a hand-out will be due, or zero if nothing changed.
+func (p *pacer) next() time.Time {
+	if !p.dirty {
+		return time.Time{}
+	}
+	return p.last.Add(p.gap)
+}
+
+// handedOut notes a hand-out that began at start and ended at end, writing
+// size bytes; changesMeanwhile tells whether a change arrived while it was
+// under way, before its new content was in place. (The change itself is
+// noted by changed, once received.)
+func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool) {
+	p.dirty = false
+	p.last = end
+	p.cost = end.Sub(start) + time.Duration(float64(size)/readerBytesPerSecond*float64(time.Second))
+	if changesMeanwhile {
+		p.gap = min(max(p.gap*gapGrowth, firstGap), p.limit())
+	}
+}
+
+// limit is the largest gap: the interval, or ten times the cost.
+func (p *pacer) limit() time.Duration {
+	return max(p.interval, costFactor*p.cost)
+}
