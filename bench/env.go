@@ -169,21 +169,31 @@ func targetAddress(s, i int) string {
 	return fmt.Sprintf("%s:%d", nodeAddress(topo.node(s, i)), 10000+s)
 }
 
+// loadedService is instance i of service s as the harness registers it.
+func loadedService(s, i int) api.AgentService {
+	return api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"}}
+}
+
 // registerOps writes (or rewrites) instance i of service s with the check
-// in the given state, through the transaction endpoint.
+// in the given state, through the transaction endpoint. It puts back the
+// definition loadedService gives, undoing any change made in place.
 func registerOps(s, i int, status string) api.TxnOps {
 	n := topo.node(s, i)
 	node := nodeName(n)
 	id := instanceID(s, i)
 	return api.TxnOps{
 		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(n)}}},
-		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{
-			ID: id, Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"},
-		}}},
+		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: loadedService(s, i)}},
 		{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
 			Node: node, CheckID: "check:" + id, Name: "check", Status: status, ServiceID: id,
 		}}},
 	}
+}
+
+// serviceSetOps rewrites instance i of service s in place as svc: same
+// node, same ID, its check untouched.
+func serviceSetOps(s, i int, svc api.AgentService) api.TxnOps {
+	return api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: nodeName(topo.node(s, i)), Service: svc}}}
 }
 
 // txn applies ops. When the agent refuses the harness (a 429, or a closed
