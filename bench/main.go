@@ -430,18 +430,47 @@ func measureBackToBack(ctx context.Context, cfg config, a *agent, w *fileWatch, 
 // counts the file writes until the file shows the final state (and two
 // seconds more).
 func measureBurst(ctx context.Context, cfg config, a *agent, w *fileWatch, out string) (writes int, converge time.Duration, err error) {
-	type flip struct{ s, i int }
-	var order []flip
-	for range cfg.burst {
-		order = append(order, flip{rand.N(cfg.services), rand.N(cfg.instances)})
-	}
 	before := w.count()
+	final, sent, err := sendBurst(cfg, a)
+	if err != nil {
+		return 0, 0, err
+	}
+	at, err := w.waitFor(ctx, out, func(b []byte) bool {
+		health := healthByID(b)
+		for f, status := range final {
+			if health[instanceID(f.s, f.i)] != status {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("burst: %w", err)
+	}
+	converge = max(at.Sub(sent), 0)
+	time.Sleep(2 * time.Second)
+	writes = w.count() - before
+	fmt.Fprintf(os.Stderr, "burst of %d flips: %d writes\n", cfg.burst, writes)
+	return writes, converge, nil
+}
+
+// instanceRef is instance i of loaded service s.
+type instanceRef struct{ s, i int }
+
+// sendBurst flips the health of cfg.burst random instances over one second,
+// 32 writes at a time, and returns the state Consul ended with for each
+// instance it touched, and when the last write was acknowledged.
+func sendBurst(cfg config, a *agent) (final map[instanceRef]string, sent time.Time, err error) {
+	var order []instanceRef
+	for range cfg.burst {
+		order = append(order, instanceRef{rand.N(cfg.services), rand.N(cfg.instances)})
+	}
 	start := time.Now()
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	seen := map[flip]int{}
+	seen := map[instanceRef]int{}
 	for j, f := range order {
 		time.Sleep(time.Until(start.Add(time.Duration(j) * time.Second / time.Duration(cfg.burst))))
 		mu.Lock()
@@ -463,44 +492,29 @@ func measureBurst(ctx context.Context, cfg config, a *agent, w *fileWatch, out s
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, 0, fmt.Errorf("burst: %w", firstErr)
+		return nil, time.Time{}, fmt.Errorf("burst: %w", firstErr)
 	}
-	sent := time.Now()
+	sent = time.Now()
+	fmt.Fprintf(os.Stderr, "burst of %d flips sent in %s\n", cfg.burst, sent.Sub(start).Round(time.Millisecond))
 	// Concurrent writes to one instance may land in any order: what counts
 	// is the state Consul ended with.
 	critical, _, err := a.client.Health().State(api.HealthCritical, nil)
 	if err != nil {
-		return 0, 0, err
+		return nil, time.Time{}, err
 	}
-	final := map[flip]string{}
+	final = map[instanceRef]string{}
 	for f := range seen {
 		final[f] = api.HealthPassing
 	}
 	for _, c := range critical {
-		var f flip
+		var f instanceRef
 		if _, err := fmt.Sscanf(c.ServiceID, "svc-%05d-%d", &f.s, &f.i); err == nil {
 			if _, ok := final[f]; ok {
 				final[f] = api.HealthCritical
 			}
 		}
 	}
-	at, err := w.waitFor(ctx, out, func(b []byte) bool {
-		health := healthByID(b)
-		for f, status := range final {
-			if health[instanceID(f.s, f.i)] != status {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("burst: %w", err)
-	}
-	converge = max(at.Sub(sent), 0)
-	time.Sleep(2 * time.Second)
-	writes = w.count() - before
-	fmt.Fprintf(os.Stderr, "burst of %d flips in %s: %d writes\n", cfg.burst, sent.Sub(start).Round(time.Millisecond), writes)
-	return writes, converge, nil
+	return final, sent, nil
 }
 
 // watchConns samples custom-sd's count of connections to Consul every
