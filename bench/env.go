@@ -344,10 +344,10 @@ func (p *proxy) connState(s http.ConnState) {
 // agent's limit of 250 streams a connection. A proxy that pooled its own
 // connections to the agent would change what is measured: it would put
 // HTTP/1.1 clients' long polls on a few HTTP/2 connections, and the agent
-// would never refuse them. So each client connection is forwarded over
-// connections of its own, in the protocol the client chose: the agent sees
-// as many connections as without the proxy, refuses the same ones, and
-// carries the same streams on each.
+// would never refuse them. So each client connection is forwarded over one
+// connection of its own to the agent, in the protocol the client chose: the
+// agent sees as many connections as without the proxy, refuses the same
+// ones, and carries the same streams on each.
 func startTLSProxy(target, caFile string, certs testcerts.Files) (*proxy, error) {
 	pemCA, err := os.ReadFile(caFile)
 	if err != nil {
@@ -361,9 +361,18 @@ func startTLSProxy(target, caFile string, certs testcerts.Files) (*proxy, error)
 	if err != nil {
 		return nil, err
 	}
+	// Two transports, only to make connections: one that speaks HTTP/1.1
+	// only, one HTTP/2 only.
+	var transports [2]*http.Transport
+	for i := range transports {
+		var protos http.Protocols
+		protos.SetHTTP1(i == 0)
+		protos.SetHTTP2(i == 1)
+		transports[i] = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: &protos}
+	}
 	p := &proxy{}
 	rp := p.reverseProxy("https://"+target, roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		return r.Context().Value(upstreamKey{}).(*upstream).transport.RoundTrip(r)
+		return r.Context().Value(upstreamKey{}).(*upstream).roundTrip(r)
 	}))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -375,7 +384,7 @@ func startTLSProxy(target, caFile string, certs testcerts.Files) (*proxy, error)
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p.requests.Add(1)
 			u := r.Context().Value(upstreamKey{}).(*upstream)
-			if !u.acquire(r.ProtoMajor == 2, roots) {
+			if !u.acquire(transports[min(r.ProtoMajor-1, 1)], target) {
 				w.WriteHeader(http.StatusBadGateway)
 				return
 			}
@@ -408,42 +417,55 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 
 type upstreamKey struct{}
 
-// upstream is the agent side of one client connection: a transport of its
-// own, made on the first request in the protocol the client spoke, and
-// closed with the client's connection once its last request is done.
+// upstream is the agent side of one client connection: one connection,
+// made on the first request in the protocol the client spoke (and again if
+// the agent closed it), closed with the client's connection once its last
+// request is done.
 type upstream struct {
 	mu        sync.Mutex
 	transport *http.Transport
+	target    string
+	conn      *http.ClientConn
 	inflight  int
 	closed    bool
 }
 
-func (u *upstream) acquire(h2 bool, roots *x509.CertPool) bool {
+func (u *upstream) acquire(t *http.Transport, target string) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closed {
 		return false
 	}
-	if u.transport == nil {
-		var protos http.Protocols
-		protos.SetHTTP1(!h2)
-		protos.SetHTTP2(h2)
-		u.transport = &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: roots},
-			Protocols:       &protos,
-			IdleConnTimeout: 90 * time.Second,
-		}
-	}
+	u.transport, u.target = t, target
 	u.inflight++
 	return true
+}
+
+// roundTrip sends r on the connection, waiting for a free stream as a
+// client on one connection would.
+func (u *upstream) roundTrip(r *http.Request) (*http.Response, error) {
+	u.mu.Lock()
+	if u.conn == nil || u.conn.Err() != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, err := u.transport.NewClientConn(ctx, "https", u.target)
+		cancel()
+		if err != nil {
+			u.mu.Unlock()
+			return nil, err
+		}
+		u.conn = conn
+	}
+	conn := u.conn
+	u.mu.Unlock()
+	return conn.RoundTrip(r)
 }
 
 func (u *upstream) release() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.inflight--
-	if u.closed && u.inflight == 0 {
-		u.transport.CloseIdleConnections()
+	if u.closed && u.inflight == 0 && u.conn != nil {
+		_ = u.conn.Close()
 	}
 }
 
@@ -451,8 +473,8 @@ func (u *upstream) close() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.closed = true
-	if u.transport != nil && u.inflight == 0 {
-		u.transport.CloseIdleConnections()
+	if u.inflight == 0 && u.conn != nil {
+		_ = u.conn.Close()
 	}
 }
 
