@@ -132,7 +132,9 @@ func runCompare(cfg config, cc compareConfig) error {
 		}})
 	}
 	if cc.prometheus != "" {
-		tools = append(tools, tool{name: "Prometheus consul_sd", samples: cfg.samples, health: healthLabel})
+		// consul_sd re-reads a service at most every 30 s (refresh_interval):
+		// a few samples show that, as for the example.
+		tools = append(tools, tool{name: "Prometheus consul_sd", samples: min(cfg.samples, 5), health: healthLabel})
 	}
 
 	var rows []compareRow
@@ -729,13 +731,33 @@ func reportCompare(cfg config, rows []compareRow) {
 	line("peak RSS / CPU time", func(r compareRow) string {
 		return fmt.Sprintf("%.0f MiB / %.1f s", float64(r.rss)/(1<<20), r.cpu.Seconds())
 	})
-	if cfg.churn > 0 || cfg.idle > 0 {
-		line(fmt.Sprintf("CPU seconds in the churn (%s + 30 s) / in the idle %s", cfg.churn, cfg.idle), func(r compareRow) string {
+	var cpuParts []string
+	if cfg.churn > 0 {
+		cpuParts = append(cpuParts, fmt.Sprintf("in the churn (%s + 30 s)", cfg.churn))
+	}
+	if cfg.idle > 0 {
+		cpuParts = append(cpuParts, fmt.Sprintf("in the idle %s", cfg.idle))
+	}
+	if len(cpuParts) > 0 {
+		line("CPU seconds "+strings.Join(cpuParts, " / "), func(r compareRow) string {
 			if !measured(r) {
 				return "not measured"
 			}
-			f := func(r compareRow) []float64 { return []float64{r.churnCPU.Seconds(), r.idleCPU.Seconds()} }
-			return fmt.Sprintf("%.2f / %.2f", r.churnCPU.Seconds(), r.idleCPU.Seconds()) + vs(r, f)
+			f := func(r compareRow) []float64 {
+				var v []float64
+				if cfg.churn > 0 {
+					v = append(v, r.churnCPU.Seconds())
+				}
+				if cfg.idle > 0 {
+					v = append(v, r.idleCPU.Seconds())
+				}
+				return v
+			}
+			var cells []string
+			for _, x := range f(r) {
+				cells = append(cells, fmt.Sprintf("%.2f", x))
+			}
+			return strings.Join(cells, " / ") + vs(r, f)
 		})
 	}
 	fmt.Println()

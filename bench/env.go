@@ -370,6 +370,12 @@ func startTLSProxy(target, caFile string, certs testcerts.Files) (*proxy, error)
 		protos.SetHTTP2(i == 1)
 		transports[i] = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: &protos}
 	}
+	// Over its limit the agent answers 429 on a new HTTP/1.1 connection
+	// before any request; net/http logs that through the standard logger
+	// as an unsolicited response, once per refused connection. The
+	// answer itself is counted (a 429, or a request that could not be
+	// forwarded); the log line is noise.
+	stdlog.SetOutput(io.Discard)
 	p := &proxy{}
 	rp := p.reverseProxy("https://"+target, roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		return r.Context().Value(upstreamKey{}).(*upstream).roundTrip(r)

@@ -80,7 +80,7 @@ func main() {
 	flag.DurationVar(&cfg.churn, "churn", time.Minute, "churn period to count requests and bytes over (0 to skip)")
 	flag.IntVar(&cfg.churnRate, "churn-rate", 5, "changes a second during -churn")
 	flag.IntVar(&cfg.backToBack, "back-to-back", -1, "new instances to register back to back, each as soon as the file shows the one before (-1: as many as -samples, 0 to skip)")
-	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped")
+	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped. With -compare: every tool over HTTPS, through a counting proxy that terminates TLS")
 	compare := flag.Bool("compare", false, "instead of the scenarios: custom-sd beside the tools given with -example, -consul-template and -prometheus (consul_sd), on one catalog")
 	var cc compareConfig
 	flag.StringVar(&cc.example, "example", "", "the Prometheus custom-sd example adapter binary (make alternatives)")
