@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -103,14 +105,14 @@ func startAgent(consulBin, dir string, https bool) (*agent, error) {
 	}
 }
 
-// startCatalog starts a plain-HTTP agent in a new temporary directory and
-// loads services × instances into it. cleanup stops the agent and removes
-// the directory.
-func startCatalog(cfg config, name string) (dir string, a *agent, cleanup func(), err error) {
+// startCatalog starts an agent (with an HTTPS port too if https) in a new
+// temporary directory and loads services × instances into it. cleanup
+// stops the agent and removes the directory.
+func startCatalog(cfg config, name string, https bool) (dir string, a *agent, cleanup func(), err error) {
 	if dir, err = os.MkdirTemp("", "custom-sd-"+name); err != nil {
 		return "", nil, nil, err
 	}
-	if a, err = startAgent(cfg.consul, dir, false); err != nil {
+	if a, err = startAgent(cfg.consul, dir, https); err != nil {
 		os.RemoveAll(dir)
 		return "", nil, nil, err
 	}
@@ -169,21 +171,31 @@ func targetAddress(s, i int) string {
 	return fmt.Sprintf("%s:%d", nodeAddress(topo.node(s, i)), 10000+s)
 }
 
+// loadedService is instance i of service s as the harness registers it.
+func loadedService(s, i int) api.AgentService {
+	return api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"}}
+}
+
 // registerOps writes (or rewrites) instance i of service s with the check
-// in the given state, through the transaction endpoint.
+// in the given state, through the transaction endpoint. It puts back the
+// definition loadedService gives, undoing any change made in place.
 func registerOps(s, i int, status string) api.TxnOps {
 	n := topo.node(s, i)
 	node := nodeName(n)
 	id := instanceID(s, i)
 	return api.TxnOps{
 		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(n)}}},
-		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{
-			ID: id, Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"},
-		}}},
+		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: loadedService(s, i)}},
 		{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
 			Node: node, CheckID: "check:" + id, Name: "check", Status: status, ServiceID: id,
 		}}},
 	}
+}
+
+// serviceSetOps rewrites instance i of service s in place as svc: same
+// node, same ID, its check untouched.
+func serviceSetOps(s, i int, svc api.AgentService) api.TxnOps {
+	return api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: nodeName(topo.node(s, i)), Service: svc}}}
 }
 
 // txn applies ops. When the agent refuses the harness (a 429, or a closed
@@ -262,24 +274,14 @@ type proxy struct {
 	requests  atomic.Int64
 	bytes     atomic.Int64
 	limited   atomic.Int64 // 429 answers
+	failed    atomic.Int64 // requests the proxy could not forward (the agent refused or cut the connection)
 	conns     atomic.Int64
 	peakConns atomic.Int64
 }
 
 func startProxy(target string) (*proxy, error) {
 	p := &proxy{}
-	u, _ := url.Parse("http://" + target)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.FlushInterval = -1
-	rp.ErrorLog = stdlog.New(io.Discard, "", 0) // cancelled long polls are expected
-	rp.Transport = &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second}
-	rp.ModifyResponse = func(r *http.Response) error {
-		if r.StatusCode == http.StatusTooManyRequests {
-			p.limited.Add(1)
-		}
-		r.Body = &countingBody{ReadCloser: r.Body, n: &p.bytes}
-		return nil
-	}
+	rp := p.reverseProxy("http://"+target, &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -290,23 +292,220 @@ func startProxy(target string) (*proxy, error) {
 			p.requests.Add(1)
 			rp.ServeHTTP(w, r)
 		}),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateNew:
-				n := p.conns.Add(1)
-				for {
-					peak := p.peakConns.Load()
-					if n <= peak || p.peakConns.CompareAndSwap(peak, n) {
-						break
-					}
-				}
-			case http.StateClosed, http.StateHijacked:
-				p.conns.Add(-1)
-			}
-		},
+		ConnState: func(_ net.Conn, s http.ConnState) { p.connState(s) },
 	}
 	go func() { _ = p.srv.Serve(l) }()
 	return p, nil
+}
+
+// reverseProxy forwards to target through transport, counting 429 answers
+// and response bytes.
+func (p *proxy) reverseProxy(target string, transport http.RoundTripper) *httputil.ReverseProxy {
+	u, _ := url.Parse(target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.FlushInterval = -1
+	rp.ErrorLog = stdlog.New(io.Discard, "", 0) // cancelled long polls are expected
+	rp.Transport = transport
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.StatusCode == http.StatusTooManyRequests {
+			p.limited.Add(1)
+		}
+		r.Body = &countingBody{ReadCloser: r.Body, n: &p.bytes}
+		return nil
+	}
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() == nil { // not a long poll the client gave up
+			p.failed.Add(1)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
+	return rp
+}
+
+// connState counts client connections.
+func (p *proxy) connState(s http.ConnState) {
+	switch s {
+	case http.StateNew:
+		n := p.conns.Add(1)
+		for {
+			peak := p.peakConns.Load()
+			if n <= peak || p.peakConns.CompareAndSwap(peak, n) {
+				break
+			}
+		}
+	case http.StateClosed, http.StateHijacked:
+		p.conns.Add(-1)
+	}
+}
+
+// startTLSProxy is startProxy over HTTPS, in front of the agent's HTTPS
+// port at target (signed by caFile). It serves certs' server certificate
+// and speaks HTTP/2 to a client that offers it, as the agent does, with the
+// agent's limit of 250 streams a connection. A proxy that pooled its own
+// connections to the agent would change what is measured: it would put
+// HTTP/1.1 clients' long polls on a few HTTP/2 connections, and the agent
+// would never refuse them. So each client connection is forwarded over one
+// connection of its own to the agent, in the protocol the client chose: the
+// agent sees as many connections as without the proxy, refuses the same
+// ones, and carries the same streams on each.
+func startTLSProxy(target, caFile string, certs testcerts.Files) (*proxy, error) {
+	pemCA, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("no certificate in %s", caFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certs.ServerCert, certs.ServerKey)
+	if err != nil {
+		return nil, err
+	}
+	// Two transports, only to make connections: one that speaks HTTP/1.1
+	// only, one HTTP/2 only.
+	var transports [2]*http.Transport
+	for i := range transports {
+		var protos http.Protocols
+		protos.SetHTTP1(i == 0)
+		protos.SetHTTP2(i == 1)
+		transports[i] = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, Protocols: &protos}
+	}
+	// Over its limit the agent answers 429 on a new HTTP/1.1 connection
+	// before any request; net/http logs that through the standard logger
+	// as an unsolicited response, once per refused connection. The
+	// answer itself is counted (a 429, or a request that could not be
+	// forwarded); the log line is noise.
+	stdlog.SetOutput(io.Discard)
+	p := &proxy{}
+	rp := p.reverseProxy("https://"+target, roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		return r.Context().Value(upstreamKey{}).(*upstream).roundTrip(r)
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.addr = l.Addr().String()
+	var upstreams sync.Map // client connection → *upstream
+	p.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.requests.Add(1)
+			u := r.Context().Value(upstreamKey{}).(*upstream)
+			if !u.acquire(transports[min(r.ProtoMajor-1, 1)], target) {
+				w.WriteHeader(http.StatusBadGateway)
+				return
+			}
+			defer u.release()
+			rp.ServeHTTP(w, r)
+		}),
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}},
+		HTTP2:     &http.HTTP2Config{MaxConcurrentStreams: 250},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			u := &upstream{}
+			upstreams.Store(c, u)
+			return context.WithValue(ctx, upstreamKey{}, u)
+		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			p.connState(s)
+			if s == http.StateClosed || s == http.StateHijacked {
+				if u, ok := upstreams.LoadAndDelete(c); ok {
+					u.(*upstream).close()
+				}
+			}
+		},
+	}
+	go func() { _ = p.srv.ServeTLS(l, "", "") }()
+	return p, nil
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+type upstreamKey struct{}
+
+// upstream is the agent side of one client connection: one connection,
+// made on the first request in the protocol the client spoke (and again if
+// the agent closed it), closed with the client's connection once its last
+// request is done.
+type upstream struct {
+	mu        sync.Mutex
+	transport *http.Transport
+	target    string
+	conn      *http.ClientConn
+	inflight  int
+	closed    bool
+}
+
+func (u *upstream) acquire(t *http.Transport, target string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return false
+	}
+	u.transport, u.target = t, target
+	u.inflight++
+	return true
+}
+
+// roundTrip sends r on the connection, waiting for a free stream as a
+// client on one connection would.
+func (u *upstream) roundTrip(r *http.Request) (*http.Response, error) {
+	u.mu.Lock()
+	if u.conn == nil || u.conn.Err() != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		conn, err := u.transport.NewClientConn(ctx, "https", u.target)
+		cancel()
+		if err != nil {
+			u.mu.Unlock()
+			return nil, err
+		}
+		u.conn = conn
+	}
+	conn := u.conn
+	u.mu.Unlock()
+	return conn.RoundTrip(r)
+}
+
+func (u *upstream) release() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.inflight--
+	if u.closed && u.inflight == 0 && u.conn != nil {
+		_ = u.conn.Close()
+	}
+}
+
+func (u *upstream) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
+	if u.inflight == 0 && u.conn != nil {
+		_ = u.conn.Close()
+	}
+}
+
+// listeningConns counts the established TCP connections whose local end is
+// port on this host (/proc/net/tcp and tcp6): the connections a server
+// listening there holds.
+func listeningConns(port int) int {
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(l)
+			if len(fields) < 4 || fields[3] != "01" { // ESTABLISHED
+				continue
+			}
+			i := strings.LastIndexByte(fields[1], ':')
+			if p, err := strconv.ParseInt(fields[1][i+1:], 16, 32); err == nil && int(p) == port {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 type countingBody struct {

@@ -39,6 +39,7 @@ type config struct {
 	https            bool
 	churn            time.Duration
 	churnRate        int
+	backToBack       int
 	extra            []string
 }
 
@@ -78,7 +79,8 @@ func main() {
 	flag.StringVar(&extra, "args", "", "extra custom-sd flags, space separated")
 	flag.DurationVar(&cfg.churn, "churn", time.Minute, "churn period to count requests and bytes over (0 to skip)")
 	flag.IntVar(&cfg.churnRate, "churn-rate", 5, "changes a second during -churn")
-	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped")
+	flag.IntVar(&cfg.backToBack, "back-to-back", -1, "new instances to register back to back, each as soon as the file shows the one before (-1: as many as -samples, 0 to skip)")
+	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped. With -compare: every tool over HTTPS, through a counting proxy that terminates TLS")
 	compare := flag.Bool("compare", false, "instead of the scenarios: custom-sd beside the tools given with -example, -consul-template and -prometheus (consul_sd), on one catalog")
 	var cc compareConfig
 	flag.StringVar(&cc.example, "example", "", "the Prometheus custom-sd example adapter binary (make alternatives)")
@@ -89,6 +91,9 @@ func main() {
 	soakEvery := flag.Duration("soak-sample", time.Minute, "sampling interval of -soak")
 	flag.Parse()
 	cfg.extra = strings.Fields(extra)
+	if cfg.backToBack < 0 {
+		cfg.backToBack = cfg.samples
+	}
 	topo = newTopology(cfg.services, cfg.instances)
 
 	if *compare {
@@ -164,6 +169,9 @@ func runScenario(cfg config) (*result, error) {
 	res.firstFile, res.targets = run.firstFile, run.targets
 	time.Sleep(2 * time.Second) // past the start-up reads
 	if err := measureLatency(ctx, cfg, a, run.w, run.out, res); err != nil {
+		return nil, err
+	}
+	if err := measureBackToBack(ctx, cfg, a, run.w, run.out, res); err != nil {
 		return nil, err
 	}
 	if cfg.burst > 0 {
@@ -289,6 +297,43 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 		time.Sleep(cfg.spacing + rand.N(cfg.spacing/4))
 		return nil
 	}
+	// timeInPlace rewrites one loaded instance in place: its tags, then its
+	// service meta, then its port, each timed on its own. Then it puts the
+	// instance back as loaded, untimed: later phases rewrite instances
+	// through registerOps, which would undo the change behind their back.
+	timeInPlace := func(k int) error {
+		s, i := rand.N(cfg.services), rand.N(cfg.instances)
+		id := instanceID(s, i)
+		has := func(label string) func([]byte) bool {
+			return func(b []byte) bool { return bytes.Contains(entryLine(b, id), []byte(label)) }
+		}
+		svc := loadedService(s, i)
+		svc.Tags = append(svc.Tags, fmt.Sprintf("in-place-%d", k))
+		if err := timeIt("in-place tags", serviceSetOps(s, i, svc), has(fmt.Sprintf(`"__meta_consul_tags":",bench,in-place-%d,"`, k))); err != nil {
+			return err
+		}
+		svc.Meta = map[string]string{"bench": fmt.Sprint(k)}
+		if err := timeIt("in-place meta", serviceSetOps(s, i, svc), has(fmt.Sprintf(`"__meta_consul_service_metadata_bench":"%d"`, k))); err != nil {
+			return err
+		}
+		svc.Port = 40000 + k%20000
+		if err := timeIt("in-place port", serviceSetOps(s, i, svc), has(fmt.Sprintf(`"__meta_consul_service_port":"%d"`, svc.Port))); err != nil {
+			return err
+		}
+		if err := a.txn(registerOps(s, i, api.HealthPassing)); err != nil {
+			return err
+		}
+		loaded := fmt.Sprintf(`"__meta_consul_service_port":"%d"`, 10000+s)
+		if _, err := w.waitFor(ctx, out, func(b []byte) bool {
+			l := entryLine(b, id)
+			return bytes.Contains(l, []byte(loaded)) && bytes.Contains(l, []byte(`"__meta_consul_tags":",bench,"`)) &&
+				!bytes.Contains(l, []byte(`"__meta_consul_service_metadata_bench"`))
+		}); err != nil {
+			return fmt.Errorf("in-place: put back: %w", err)
+		}
+		time.Sleep(cfg.spacing)
+		return nil
+	}
 	for k := range cfg.samples {
 		s := rand.N(cfg.services)
 		extra := fmt.Sprintf("extra-%d", k)
@@ -319,6 +364,9 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 		if err := timeIt("deregister", dereg, func(b []byte) bool { return entryLine(b, extra) == nil }); err != nil {
 			return err
 		}
+		if err := timeInPlace(k); err != nil {
+			return err
+		}
 		if (k+1)%10 == 0 {
 			fmt.Fprintf(os.Stderr, "latency samples: %d/%d\n", k+1, cfg.samples)
 		}
@@ -326,22 +374,103 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 	return nil
 }
 
+// measureBackToBack registers new instances one after another, each as soon
+// as the file shows the previous one, with no pause between: after the
+// first, every change falls inside the coalescing window the write of the
+// one before opened. The first, after a quiet period, is not timed. They
+// are deregistered afterwards, untimed.
+func measureBackToBack(ctx context.Context, cfg config, a *agent, w *fileWatch, out string, res *result) error {
+	if cfg.backToBack <= 0 {
+		return nil
+	}
+	time.Sleep(cfg.spacing)
+	var dereg api.TxnOps
+	var ids []string
+	for k := range cfg.backToBack + 1 {
+		id := fmt.Sprintf("back-to-back-%d", k)
+		s := rand.N(cfg.services)
+		if err := a.txn(api.TxnOps{{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: nodeName(0), Service: api.AgentService{
+			ID: id, Service: serviceName(s), Port: 20000 + k%10000,
+		}}}}); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		at, err := w.waitFor(ctx, out, func(b []byte) bool { return entryLine(b, id) != nil })
+		if err != nil {
+			return fmt.Errorf("back-to-back register: %w", err)
+		}
+		if k > 0 {
+			res.latency["back-to-back register"] = append(res.latency["back-to-back register"], max(at.Sub(t0), 0))
+		}
+		ids = append(ids, id)
+		dereg = append(dereg, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: nodeName(0), Service: api.AgentService{ID: id, Service: serviceName(s)}}})
+	}
+	for len(dereg) > 0 {
+		n := min(len(dereg), 60)
+		if err := a.txn(dereg[:n]); err != nil {
+			return err
+		}
+		dereg = dereg[n:]
+	}
+	if _, err := w.waitFor(ctx, out, func(b []byte) bool {
+		for _, id := range ids {
+			if entryLine(b, id) != nil {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		return fmt.Errorf("back-to-back: deregister: %w", err)
+	}
+	time.Sleep(cfg.spacing)
+	return nil
+}
+
 // measureBurst flips the health of cfg.burst instances over one second and
 // counts the file writes until the file shows the final state (and two
 // seconds more).
 func measureBurst(ctx context.Context, cfg config, a *agent, w *fileWatch, out string) (writes int, converge time.Duration, err error) {
-	type flip struct{ s, i int }
-	var order []flip
-	for range cfg.burst {
-		order = append(order, flip{rand.N(cfg.services), rand.N(cfg.instances)})
-	}
 	before := w.count()
+	final, sent, err := sendBurst(cfg, a)
+	if err != nil {
+		return 0, 0, err
+	}
+	at, err := w.waitFor(ctx, out, func(b []byte) bool {
+		health := healthByID(b)
+		for f, status := range final {
+			if health[instanceID(f.s, f.i)] != status {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("burst: %w", err)
+	}
+	converge = max(at.Sub(sent), 0)
+	time.Sleep(2 * time.Second)
+	writes = w.count() - before
+	fmt.Fprintf(os.Stderr, "burst of %d flips: %d writes\n", cfg.burst, writes)
+	return writes, converge, nil
+}
+
+// instanceRef is instance i of loaded service s.
+type instanceRef struct{ s, i int }
+
+// sendBurst flips the health of cfg.burst random instances over one second,
+// 32 writes at a time, and returns the state Consul ended with for each
+// instance it touched, and when the last write was acknowledged.
+func sendBurst(cfg config, a *agent) (final map[instanceRef]string, sent time.Time, err error) {
+	var order []instanceRef
+	for range cfg.burst {
+		order = append(order, instanceRef{rand.N(cfg.services), rand.N(cfg.instances)})
+	}
 	start := time.Now()
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	seen := map[flip]int{}
+	seen := map[instanceRef]int{}
 	for j, f := range order {
 		time.Sleep(time.Until(start.Add(time.Duration(j) * time.Second / time.Duration(cfg.burst))))
 		mu.Lock()
@@ -363,44 +492,29 @@ func measureBurst(ctx context.Context, cfg config, a *agent, w *fileWatch, out s
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return 0, 0, fmt.Errorf("burst: %w", firstErr)
+		return nil, time.Time{}, fmt.Errorf("burst: %w", firstErr)
 	}
-	sent := time.Now()
+	sent = time.Now()
+	fmt.Fprintf(os.Stderr, "burst of %d flips sent in %s\n", cfg.burst, sent.Sub(start).Round(time.Millisecond))
 	// Concurrent writes to one instance may land in any order: what counts
 	// is the state Consul ended with.
 	critical, _, err := a.client.Health().State(api.HealthCritical, nil)
 	if err != nil {
-		return 0, 0, err
+		return nil, time.Time{}, err
 	}
-	final := map[flip]string{}
+	final = map[instanceRef]string{}
 	for f := range seen {
 		final[f] = api.HealthPassing
 	}
 	for _, c := range critical {
-		var f flip
+		var f instanceRef
 		if _, err := fmt.Sscanf(c.ServiceID, "svc-%05d-%d", &f.s, &f.i); err == nil {
 			if _, ok := final[f]; ok {
 				final[f] = api.HealthCritical
 			}
 		}
 	}
-	at, err := w.waitFor(ctx, out, func(b []byte) bool {
-		health := healthByID(b)
-		for f, status := range final {
-			if health[instanceID(f.s, f.i)] != status {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("burst: %w", err)
-	}
-	converge = max(at.Sub(sent), 0)
-	time.Sleep(2 * time.Second)
-	writes = w.count() - before
-	fmt.Fprintf(os.Stderr, "burst of %d flips in %s: %d writes\n", cfg.burst, sent.Sub(start).Round(time.Millisecond), writes)
-	return writes, converge, nil
+	return final, sent, nil
 }
 
 // watchConns samples custom-sd's count of connections to Consul every
@@ -463,9 +577,12 @@ func report(f *os.File, r *result) {
 	fmt.Fprintln(f, "|---|---|")
 	fmt.Fprintf(f, "| first complete file after start | %s |\n", ms(r.firstFile))
 	fmt.Fprintf(f, "| a bare client reading the same data (%d connections, best of 3) / ratio | %s / %.2f× |\n", consul.DefaultMaxConnections, ms(r.bareRead), float64(r.firstFile)/float64(r.bareRead))
-	for _, kind := range []string{"register", "deregister", "health flip"} {
+	for _, kind := range []string{"register", "deregister", "health flip", "in-place tags", "in-place meta", "in-place port"} {
 		ds := r.latency[kind]
 		fmt.Fprintf(f, "| %s → file (n=%d): p50 / p99 / max | %s / %s / %s |\n", kind, len(ds), ms(pct(ds, .5)), ms(pct(ds, .99)), ms(pct(ds, 1)))
+	}
+	if ds := r.latency["back-to-back register"]; c.backToBack > 0 {
+		fmt.Fprintf(f, "| back-to-back register → file (n=%d): p50 / p99 | %s / %s |\n", len(ds), ms(pct(ds, .5)), ms(pct(ds, .99)))
 	}
 	if c.burst > 0 {
 		fmt.Fprintf(f, "| burst of %d health flips in 1 s: file writes | %d |\n", c.burst, r.burstWrites)

@@ -32,7 +32,7 @@ type soakSample struct {
 // and goroutines every interval, while a reader parses the file over and
 // over. It prints a markdown table.
 func runSoak(cfg config, d, interval time.Duration) error {
-	dir, a, cleanup, err := startCatalog(cfg, "soak")
+	dir, a, cleanup, err := startCatalog(cfg, "soak", false)
 	if err != nil {
 		return err
 	}

@@ -83,6 +83,9 @@ type churnStats struct {
 	services int // distinct services they touched
 	requests int64
 	bytes    int64 // -1 where not counted
+	// undo puts the catalog back: deregisters the instances still added,
+	// and sets the instances left critical passing again.
+	undo api.TxnOps
 }
 
 // counter reads the Consul requests and response bytes seen so far.
@@ -163,6 +166,16 @@ func churn(ctx context.Context, cfg config, a *agent, count counter, d, settle t
 		touched[s] = true
 	}
 	time.Sleep(settle)
+	for _, old := range live {
+		st.undo = append(st.undo, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: nodeName(0), Service: api.AgentService{
+			ID: fmt.Sprintf("churn-%d", old.k), Service: serviceName(old.s),
+		}}})
+	}
+	for si, down := range critical {
+		if down {
+			st.undo = append(st.undo, registerOps(si[0], si[1], api.HealthPassing)...)
+		}
+	}
 	st.services = len(touched)
 	reqsAfter, bytesAfter := count()
 	st.requests, st.bytes = reqsAfter-reqs, bytesAfter-bytes
