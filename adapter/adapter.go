@@ -37,11 +37,13 @@ func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, 
 		return nil, err
 	}
 	names := make([]string, 0, len(providers))
-	for name := range providers {
+	stagedBy := map[string]bool{}
+	for name, d := range providers {
 		names = append(names, name)
+		stagedBy[name] = staged(d)
 	}
 	slices.Sort(names)
-	m := newManager(names, opts.Shards, opts.Interval)
+	m := newManager(stagedBy, opts.Shards, opts.Interval)
 	a := &Adapter{providers: providers, manager: m, logger: opts.Logger}
 	a.metrics = newMetrics(m, a.Ready)
 	if len(names) == 1 {

@@ -197,3 +197,43 @@ func TestFieldErrorFormat(t *testing.T) {
 	plain := &FieldError{Field: "A", Err: errors.New("no braces")}
 	require.Equal(t, "A: no braces", plain.Error())
 }
+
+// stagedDiscoverer sends its initial set in parts.
+type stagedDiscoverer struct{ *chanDiscoverer }
+
+func (stagedDiscoverer) Staged() bool { return true }
+
+// A staged discoverer's sends are partial until one holds Complete: nothing
+// is written before, and the complete set is everything sent so far.
+func TestAdapterWaitsForAStagedDiscoverersCompleteSet(t *testing.T) {
+	for _, shards := range []int{1, 2} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "out.json")
+				d := stagedDiscoverer{newChanDiscoverer()}
+				var disc Discoverer = d
+				if shards > 1 {
+					disc = OnlyShard(d, 0, 1) // a wrapper keeps the staging
+				}
+				a, err := New(path, map[string]Discoverer{"p": disc}, Options{})
+				require.NoError(t, err)
+				startAdapter(t, a)
+
+				d.in <- []*Group{group("web", "127.0.0.1:1")}
+				d.in <- []*Group{group("db", "127.0.0.1:2"), group("web", "127.0.0.1:1", "127.0.0.1:3")}
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				require.False(t, a.Ready(), "partial sets are not written")
+				require.Nil(t, a.Snapshot())
+				_, err = os.Stat(path)
+				require.ErrorIs(t, err, os.ErrNotExist)
+
+				d.in <- []*Group{group("cache", "127.0.0.1:4"), Complete}
+				synctest.Wait()
+				require.True(t, a.Ready())
+				require.Equal(t, 4, a.Snapshot().Targets())
+				require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")), "one write: the complete set")
+			})
+		})
+	}
+}

@@ -44,7 +44,7 @@ func BenchmarkUpdateOneChanged(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			m := newManager([]string{"consul"}, 1, 0)
+			m := newManager(map[string]bool{"consul": false}, 1, 0)
 			groups := benchSet(size.groups, size.perGroup)
 			all := make([]*Group, 0, len(groups))
 			for _, g := range groups {
@@ -100,7 +100,7 @@ func BenchmarkUpdateAllChanged(b *testing.B) {
 					b.Fatal(err)
 				}
 				w.onDisk = nil // force the write
-				m := newManager([]string{"consul"}, 1, 0)
+				m := newManager(map[string]bool{"consul": false}, 1, 0)
 				m.receive(time.Now(), "consul", all)
 				if _, err := w.write(w.render(m.groups), nil); err != nil {
 					b.Fatal(err)

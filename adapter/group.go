@@ -2,9 +2,9 @@
 //
 // Implement Discoverer for the system you want to bridge, hand it to New with
 // an output path, and Run the returned Adapter. The adapter keeps the latest
-// target group per source, paces writes during bursts of updates, converts the full set
-// into file_sd groups, and rewrites the file atomically only when its content
-// changes. Until every discoverer has sent its first complete set, nothing is
+// target group per source, converts the full set into file_sd groups,
+// rewrites the file atomically only when its content changes, and paces
+// writes during bursts of updates. Until every discoverer has sent its first complete set, nothing is
 // written, so a restart never replaces a good file with a partial one.
 //
 // # The path of an update
@@ -32,8 +32,7 @@ import (
 // Group is a set of targets that share a source, with labels common to all
 // of them. It has the shape of Prometheus's targetgroup.Group.
 //
-// A Group handed to the adapter must not be modified afterwards: the adapter
-// keeps a reference and compares groups by identity before comparing content.
+// A Group handed to the adapter must not be modified afterwards.
 type Group struct {
 	// Targets holds one label set per target. Each must carry an
 	// "__address__" label; other labels override Labels for that target.
@@ -54,6 +53,26 @@ type Discoverer interface {
 	// the groups that changed; a group with no targets deletes its Source.
 	// Run must not close up, and every send must also select on ctx.Done().
 	Run(ctx context.Context, up chan<- []*Group)
+}
+
+// Staged is implemented by a Discoverer that sends its initial set in
+// parts, so that the adapter converts groups as they come instead of the
+// discoverer holding them all: its sends are partial, and the adapter
+// writes nothing, until one of them holds Complete.
+type Staged interface {
+	Discoverer
+	// Staged reports whether the discoverer sends its initial set in parts.
+	Staged() bool
+}
+
+// Complete, in a send of a Staged discoverer, says that its groups sent so
+// far make its complete initial set. It is a marker, not a group.
+var Complete = &Group{Source: "\x00complete"}
+
+// staged reports whether d sends its initial set in parts.
+func staged(d Discoverer) bool {
+	s, ok := d.(Staged)
+	return ok && s.Staged()
 }
 
 // Key identifies a group across discoverers: the name the discoverer was

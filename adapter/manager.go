@@ -12,22 +12,24 @@ import (
 type manager struct {
 	shards  int
 	groups  map[Key]*encoded
-	waiting map[string]struct{} // discoverers that have not sent their first set
+	waiting map[string]bool // discoverers that have not sent their complete set: true if they send it in parts
 	pace    pacer
 
 	updates  atomic.Uint64 // sends received from discoverers (read by metrics)
 	handOuts atomic.Uint64 // complete sets handed to the outputs (read by metrics)
 }
 
-func newManager(providers []string, shards int, interval time.Duration) *manager {
+// newManager returns a manager for providers, which maps each discoverer's
+// name to whether it sends its initial set in parts (see Staged).
+func newManager(providers map[string]bool, shards int, interval time.Duration) *manager {
 	m := &manager{
 		shards:  shards,
 		groups:  map[Key]*encoded{},
-		waiting: map[string]struct{}{},
+		waiting: map[string]bool{},
 		pace:    pacer{interval: interval},
 	}
-	for _, p := range providers {
-		m.waiting[p] = struct{}{}
+	for name, staged := range providers {
+		m.waiting[name] = staged
 	}
 	return m
 }
@@ -37,8 +39,14 @@ func newManager(providers []string, shards int, interval time.Duration) *manager
 // the targets left out because Prometheus would reject them.
 func (m *manager) receive(now time.Time, provider string, groups []*Group) (skipped []error) {
 	m.updates.Add(1)
-	delete(m.waiting, provider)
+	if staged, ok := m.waiting[provider]; ok && !staged {
+		delete(m.waiting, provider) // its first send is its complete set
+	}
 	for _, g := range groups {
+		if g == Complete {
+			delete(m.waiting, provider)
+			continue
+		}
 		if g == nil {
 			continue
 		}

@@ -40,6 +40,10 @@ type shardFilter struct {
 	i, n int
 }
 
+// Staged implements Staged: the filter sends its discoverer's initial set
+// as the discoverer does.
+func (f shardFilter) Staged() bool { return staged(f.d) }
+
 func (f shardFilter) Run(ctx context.Context, up chan<- []*Group) {
 	in := make(chan []*Group)
 	done := make(chan struct{})
@@ -68,8 +72,8 @@ func (f shardFilter) Run(ctx context.Context, up chan<- []*Group) {
 
 // keep returns g with only the targets of the shard.
 func (f shardFilter) keep(g *Group) *Group {
-	if g == nil {
-		return nil
+	if g == nil || g == Complete {
+		return g
 	}
 	kept := &Group{Source: g.Source, Labels: g.Labels}
 	for _, t := range g.Targets {

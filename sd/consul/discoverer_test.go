@@ -1,7 +1,6 @@
 package consul
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -21,12 +20,15 @@ import (
 func TestMain(m *testing.M) { testconsul.Main(m) }
 
 // collector runs a Discoverer and keeps the latest group per Source, as the
-// adapter's manager does.
+// adapter's manager does: the groups sent before adapter.Complete are the
+// initial set, which counts as one send, and show only once it is
+// complete.
 type collector struct {
-	mu     sync.Mutex
-	groups map[string]*adapter.Group
-	sends  int
-	first  []*adapter.Group
+	mu      sync.Mutex
+	groups  map[string]*adapter.Group
+	sends   int
+	first   []*adapter.Group // the initial set
+	pending []*adapter.Group // sent before adapter.Complete
 }
 
 func (c *collector) snapshot() (map[string][]string, int) {
@@ -64,45 +66,10 @@ func (c *collector) labels(source, id string) map[string]string {
 	return nil
 }
 
-// startCollector starts d and returns its collector and a stop function that waits for
-// Run to return.
+// startCollector starts d and returns its collector and a stop function
+// that waits for Run to return.
 func startCollector(t testing.TB, d *Discoverer) (*collector, func()) {
-	c := &collector{groups: map[string]*adapter.Group{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	up := make(chan []*adapter.Group)
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Run(ctx, up) })
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case gs := <-up:
-				c.mu.Lock()
-				if c.sends == 0 {
-					c.first = gs
-				}
-				c.sends++
-				for _, g := range gs {
-					if len(g.Targets) == 0 {
-						delete(c.groups, g.Source)
-					} else {
-						c.groups[g.Source] = g
-					}
-				}
-				c.mu.Unlock()
-			}
-		}
-	})
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			wg.Wait()
-		})
-	}
-	t.Cleanup(stop)
-	return c, stop
+	return collect(t, d)
 }
 
 // settle lets a second of fake time pass, enough for every watch to make

@@ -24,10 +24,10 @@ type Job struct {
 	state        *job
 }
 
-// Run implements adapter.Discoverer. It sends nothing until every service
-// the job wants in every datacenter has been read once, then the complete
-// set, then the groups that change. The Watch must run meanwhile. When Run
-// returns, the job is no longer watched; run a job once.
+// Run implements adapter.Discoverer. It sends groups as it reads them, and
+// adapter.Complete once every service the job wants in every datacenter has
+// been read; then the groups that change. The Watch must run meanwhile.
+// When Run returns, the job is no longer watched; run a job once.
 func (j *Job) Run(ctx context.Context, up chan<- []*adapter.Group) {
 	j.state.forward(ctx, up)
 	select {
@@ -36,12 +36,15 @@ func (j *Job) Run(ctx context.Context, up chan<- []*adapter.Group) {
 	}
 }
 
+// Staged implements adapter.Staged: a Job sends its initial set in parts.
+func (j *Job) Staged() bool { return true }
+
 // job is the watcher's state of one running Job. It turns reads into the
-// job's target groups and hands them to the adapter. This is the one place
-// that decides what is complete: nothing goes out until every view (the job
-// in one scope) is complete, then the complete set in one send, then the
-// groups that change. A view started again from scratch (Consul's index
-// went backwards, a new token) keeps its old groups until it is complete
+// job's target groups and hands them to the adapter as they come. This is
+// the one place that decides what is complete: once every view (the job in
+// one scope) has caught up, it sends adapter.Complete, and the adapter
+// writes. A view started again from scratch (Consul's index went
+// backwards, a new token) keeps its old groups until it has caught up
 // again; then the groups it no longer has are deleted.
 //
 // The watcher calls its methods; the job's Run forwards its mailbox, so that
@@ -52,9 +55,8 @@ type job struct {
 	key       func(dc string) scopeKey
 	views     map[scopeKey]*view
 
-	last    map[string]uint64         // source → fingerprint of its latest group
-	pending map[string]*adapter.Group // groups of views not complete yet
-	started bool                      // the complete set has been sent
+	last    map[string]uint64 // source → fingerprint of its latest group
+	started bool              // the complete set has been sent
 
 	mailbox mailbox
 }
@@ -68,7 +70,6 @@ func newJob(j *Job) *job {
 		},
 		views:   map[scopeKey]*view{},
 		last:    map[string]uint64{},
-		pending: map[string]*adapter.Group{},
 		mailbox: newMailbox(),
 	}
 }
@@ -105,7 +106,7 @@ func (v *view) update(name string, entries []*api.ServiceEntry) bool {
 		return false
 	}
 	j.last[source] = fp
-	j.emit(v, g)
+	j.mailbox.put(g)
 	return true
 }
 
@@ -118,60 +119,35 @@ func (v *view) remove(name string) {
 		return
 	}
 	delete(v.job.last, source)
-	v.job.emit(v, &adapter.Group{Source: source})
+	v.job.mailbox.put(&adapter.Group{Source: source})
 }
 
-// emit sends g on, or keeps it until its view is complete.
-func (j *job) emit(v *view, g *adapter.Group) {
-	if j.started && v.done {
-		j.mailbox.put(g)
-		return
-	}
-	j.pending[g.Source] = g
-}
-
-// completed notes that v has caught up since it started. The groups of sources it no longer
-// has are deleted. Once every view is complete (and, with AllDatacenters,
-// the list of datacenters has been read), the first time the complete set
-// goes out; later, the view's groups that waited.
+// completed notes that v has caught up since it started: the groups of
+// sources it no longer has are deleted, and once every view has caught up
+// (and, with AllDatacenters, the list of datacenters has been read) the
+// first time, the initial set is complete.
 func (j *job) completed(v *view, dcsListed bool) {
+	var gone []*adapter.Group
 	for src := range j.last {
 		if !strings.HasPrefix(src, v.prefix) {
 			continue
 		}
 		if _, ok := v.wanted[strings.TrimPrefix(src, v.prefix)]; !ok {
 			delete(j.last, src)
-			j.pending[src] = &adapter.Group{Source: src}
+			gone = append(gone, &adapter.Group{Source: src})
 		}
 	}
-	if !j.started {
-		if j.cfg.AllDatacenters && !dcsListed {
-			return
-		}
-		for _, other := range j.views {
-			if !other.done {
-				return
-			}
-		}
-		j.started = true
-		groups := make([]*adapter.Group, 0, len(j.pending))
-		for _, g := range j.pending {
-			if len(g.Targets) > 0 {
-				groups = append(groups, g)
-			}
-		}
-		clear(j.pending)
-		j.mailbox.putAll(groups)
+	j.mailbox.put(gone...)
+	if j.started || j.cfg.AllDatacenters && !dcsListed {
 		return
 	}
-	var groups []*adapter.Group
-	for src, g := range j.pending {
-		if strings.HasPrefix(src, v.prefix) {
-			groups = append(groups, g)
-			delete(j.pending, src)
+	for _, other := range j.views {
+		if !other.done {
+			return
 		}
 	}
-	j.mailbox.put(groups...)
+	j.started = true
+	j.mailbox.complete()
 }
 
 // dropView deletes every group of a view that ends (its datacenter is
@@ -182,13 +158,10 @@ func (j *job) dropView(v *view) {
 	for src := range j.last {
 		if strings.HasPrefix(src, v.prefix) {
 			delete(j.last, src)
-			delete(j.pending, src)
 			groups = append(groups, &adapter.Group{Source: src})
 		}
 	}
-	if j.started {
-		j.mailbox.put(groups...)
-	}
+	j.mailbox.put(groups...)
 }
 
 // forward sends what the mailbox holds on up until ctx is cancelled.
@@ -212,12 +185,12 @@ func (j *job) forward(ctx context.Context, up chan<- []*adapter.Group) {
 }
 
 // mailbox holds the latest group per source until the forwarder takes
-// them. Putting never blocks.
+// them, and whether the initial set is complete. Putting never blocks.
 type mailbox struct {
-	mu     sync.Mutex
-	groups map[string]*adapter.Group
-	due    bool          // a send is due, even of no group
-	ready  chan struct{} // 1-buffered: a send is due
+	mu       sync.Mutex
+	groups   map[string]*adapter.Group
+	done     bool          // adapter.Complete is due
+	ready    chan struct{} // 1-buffered: a send is due
 }
 
 func newMailbox() mailbox {
@@ -226,40 +199,50 @@ func newMailbox() mailbox {
 
 // put adds groups; none is nothing to send.
 func (m *mailbox) put(groups ...*adapter.Group) {
-	if len(groups) > 0 {
-		m.putAll(groups)
+	if len(groups) == 0 {
+		return
 	}
-}
-
-// putAll adds groups and makes a send due even for none: the complete set
-// of an empty catalog is a send too.
-func (m *mailbox) putAll(groups []*adapter.Group) {
 	m.mu.Lock()
 	for _, g := range groups {
 		m.groups[g.Source] = g
 	}
-	m.due = true
 	m.mu.Unlock()
+	m.ring()
+}
+
+// complete makes adapter.Complete due, after the groups put so far.
+func (m *mailbox) complete() {
+	m.mu.Lock()
+	m.done = true
+	m.mu.Unlock()
+	m.ring()
+}
+
+func (m *mailbox) ring() {
 	select {
 	case m.ready <- struct{}{}:
 	default:
 	}
 }
 
-// take empties the mailbox and returns its groups, sorted by source, and
-// whether a send is due.
+// take empties the mailbox and returns its groups, sorted by source, with
+// adapter.Complete last when it is due, and whether there is anything to
+// send.
 func (m *mailbox) take() ([]*adapter.Group, bool) {
 	m.mu.Lock()
-	groups := make([]*adapter.Group, 0, len(m.groups))
+	groups := make([]*adapter.Group, 0, len(m.groups)+1)
 	for _, g := range m.groups {
 		groups = append(groups, g)
 	}
 	clear(m.groups)
-	due := m.due
-	m.due = false
+	complete := m.done
+	m.done = false
 	m.mu.Unlock()
 	slices.SortFunc(groups, func(a, b *adapter.Group) int { return cmp.Compare(a.Source, b.Source) })
-	return groups, due
+	if complete {
+		groups = append(groups, adapter.Complete)
+	}
+	return groups, len(groups) > 0
 }
 
 var fingerprintSeed = maphash.MakeSeed()

@@ -200,7 +200,7 @@ func TestServerSideHealthFilterIsAScopeOfItsOwn(t *testing.T) {
 }
 
 // collect runs d and returns its collector and a stop function.
-func collect(t *testing.T, d adapter.Discoverer) (*collector, func()) {
+func collect(t testing.TB, d adapter.Discoverer) (*collector, func()) {
 	c := &collector{groups: map[string]*adapter.Group{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	up := make(chan []*adapter.Group)
@@ -212,19 +212,7 @@ func collect(t *testing.T, d adapter.Discoverer) (*collector, func()) {
 			case <-ctx.Done():
 				return
 			case gs := <-up:
-				c.mu.Lock()
-				if c.sends == 0 {
-					c.first = gs
-				}
-				c.sends++
-				for _, g := range gs {
-					if len(g.Targets) == 0 {
-						delete(c.groups, g.Source)
-					} else {
-						c.groups[g.Source] = g
-					}
-				}
-				c.mu.Unlock()
+				c.receive(gs)
 			}
 		}
 	})
@@ -232,4 +220,34 @@ func collect(t *testing.T, d adapter.Discoverer) (*collector, func()) {
 	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(stop)
 	return c, stop
+}
+
+// receive applies one send.
+func (c *collector) receive(gs []*adapter.Group) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.first == nil {
+		for _, g := range gs {
+			if g == adapter.Complete {
+				c.first = c.pending
+				c.apply(c.pending)
+				c.sends = 1
+				return
+			}
+			c.pending = append(c.pending, g)
+		}
+		return
+	}
+	c.sends++
+	c.apply(gs)
+}
+
+func (c *collector) apply(gs []*adapter.Group) {
+	for _, g := range gs {
+		if len(g.Targets) == 0 {
+			delete(c.groups, g.Source)
+		} else {
+			c.groups[g.Source] = g
+		}
+	}
 }

@@ -172,8 +172,7 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 			}
 		}
 	}
-	w.fit(sc)
-	if sc.doorbells != nil {
+	if entered := w.fit(sc); !entered && sc.doorbells != nil {
 		for _, s := range added {
 			w.readSoon(sc, s)
 		}
@@ -217,8 +216,11 @@ func (w *watcher) unwant(sc *scope, name string) {
 }
 
 // fit chooses sc's watching mode for its share of the budget: a long poll
-// for every service when they fit, doorbell mode when they do not.
-func (w *watcher) fit(sc *scope) {
+// for every service when they fit, doorbell mode when they do not. It
+// reports whether it entered doorbell mode (or entered it again, for a new
+// share), having queued reads of the services not read yet and asked for a
+// sweep.
+func (w *watcher) fit(sc *scope) (entered bool) {
 	share := w.streams()
 	if len(sc.services) <= share-1 {
 		w.leaveDoorbellMode(sc)
@@ -227,10 +229,10 @@ func (w *watcher) fit(sc *scope) {
 				w.startLongPoll(sc, s, s.index)
 			}
 		}
-		return
+		return false
 	}
 	if sc.doorbells != nil && sc.doorbells.share == share {
-		return
+		return false
 	}
 	w.leaveDoorbellMode(sc)
 	w.enterDoorbellMode(sc, share)
@@ -248,6 +250,7 @@ func (w *watcher) fit(sc *scope) {
 	if index > 0 {
 		w.requestSweep(sc, time.Now(), index)
 	}
+	return true
 }
 
 // poller returns the settings of one blocking query of sc.
