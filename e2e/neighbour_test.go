@@ -74,4 +74,3 @@ func scrapeMetrics(t *testing.T, url string) map[string]float64 {
 	}
 	return out
 }
-
