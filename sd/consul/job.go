@@ -187,10 +187,10 @@ func (j *job) forward(ctx context.Context, up chan<- []*adapter.Group) {
 // mailbox holds the latest group per source until the forwarder takes
 // them, and whether the initial set is complete. Putting never blocks.
 type mailbox struct {
-	mu       sync.Mutex
-	groups   map[string]*adapter.Group
-	done     bool          // adapter.Complete is due
-	ready    chan struct{} // 1-buffered: a send is due
+	mu     sync.Mutex
+	groups map[string]*adapter.Group
+	done   bool          // adapter.Complete is due
+	ready  chan struct{} // 1-buffered: a send is due
 }
 
 func newMailbox() mailbox {
