@@ -4,8 +4,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custom-sd/custom-sd/internal/faultproxy"
@@ -122,13 +124,17 @@ func TestGuardAppliesAGenuineScaleDownAfterTheHold(t *testing.T) {
 	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out, "--output.removal-hold=2s")
 	d.waitLog(t, 1, "Output file is complete")
 
-	srv.Deregister(t, "", "web-1")
-	srv.Deregister(t, "", "web-2")
-	srv.Deregister(t, "", "db-1")
+	// Three of four targets go in one transaction: one large removal (one
+	// at a time, each would be a small one, and pass).
+	var ops api.TxnOps
+	for _, id := range []string{"web-1", "web-2", "db-1"} {
+		ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceDelete, Node: "node-1", Service: api.AgentService{ID: id, Service: strings.TrimSuffix(strings.TrimSuffix(id, "-1"), "-2")}}})
+	}
+	ok, resp, _, err := srv.Client.Txn().Txn(ops, nil)
+	require.NoError(t, err)
+	require.True(t, ok, "%+v", resp)
 	d.waitLog(t, 1, "Holding back an update that would remove most targets")
-	// The first deregistration may be written on its own (a quarter of the
-	// targets); the others are the large removal.
-	d.waitLog(t, 1, "Applying a large removal that has lasted for the hold time", "new_targets=1")
+	d.waitLog(t, 1, "Applying a large removal that has lasted for the hold time", "removed_targets=3")
 	testconsul.Eventually(t, func() bool { return len(readTargets(t, out)) == 1 }, "only consul is left")
 	// The gauge is set after the file is written: wait for it.
 	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 0 }, "released")

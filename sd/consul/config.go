@@ -22,6 +22,7 @@ const (
 	DefaultMinRequestInterval  = 10 * time.Millisecond
 	DefaultDatacentersInterval = time.Minute
 	DefaultTokenCheckInterval  = 5 * time.Second
+	DefaultVerifyInterval      = 10 * time.Minute
 	// MaxWaitTime is the longest blocking query Consul allows.
 	MaxWaitTime = 10 * time.Minute
 	// MinConnections is the smallest budget that leaves room for the service
@@ -57,6 +58,10 @@ type WatchConfig struct {
 	TokenFile string
 	// TokenCheckInterval is how often TokenFile is re-read; 0 means 5s.
 	TokenCheckInterval time.Duration
+	// VerifyInterval bounds how long a change hidden from the catalog
+	// summary can stay unseen in doorbell mode: within it of such a
+	// change, a sweep probes every service (see summary.go); 0 means 10m.
+	VerifyInterval time.Duration
 	// Logger receives the watch's logs; nil logs nothing.
 	Logger log.Logger
 }
@@ -122,6 +127,9 @@ func (c *WatchConfig) Validate() error {
 	}
 	if c.MinRequestInterval < 0 {
 		return fieldErr("MinRequestInterval", "%s is negative", c.MinRequestInterval)
+	}
+	if c.VerifyInterval < 0 {
+		return fieldErr("VerifyInterval", "%s is negative", c.VerifyInterval)
 	}
 	if c.TokenFile != "" {
 		if _, err := ReadSecretFile(c.TokenFile); err != nil {
@@ -213,6 +221,9 @@ func (c WatchConfig) withDefaults() WatchConfig {
 	}
 	if c.TokenCheckInterval == 0 {
 		c.TokenCheckInterval = DefaultTokenCheckInterval
+	}
+	if c.VerifyInterval == 0 {
+		c.VerifyInterval = DefaultVerifyInterval
 	}
 	return c
 }

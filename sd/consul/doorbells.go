@@ -15,16 +15,25 @@ import (
 //
 // Three doorbells stand in for the services without a long poll, each a
 // long poll whose index moves with every change to one of Consul's tables:
-// the service list (services), the nodes (filtered to return nothing) and
-// the checks that are not passing. A health change is resolved exactly by
-// the health diff (healthdiff.go). A change in the services or nodes tables
-// does not say which service it touched, so it asks for a sweep: every
-// service without a long poll is probed, a few at a time, with a query
-// filtered to return no rows, whose index is still the service's own; only
-// services whose index moved are read in full. The sweep pacer
-// (sweeppacer.go) decides when sweeps run, the allocator (allocator.go)
-// which services keep a long poll, and the read queue (readqueue.go) in
-// which order the readers read.
+// the service list (services), the nodes and the checks that are not
+// passing.
+//
+//   - A health change is resolved exactly by the health diff
+//     (healthdiff.go): only the services whose non-passing checks differ
+//     from their last read are read.
+//   - A node change is resolved exactly too: the nodes doorbell returns every
+//     node, and the services on a node whose address, meta or tagged
+//     addresses differ from their last read are read.
+//   - A change in the services table does not say which service it touched:
+//     the catalog summary (summary.go) finds the services whose instance
+//     count, nodes or tags changed; a change it does not show asks for a
+//     sweep: every service without a long poll is probed, a few at a time,
+//     with a query filtered to return no rows, whose index is still the
+//     service's own; only services whose index moved are read in full.
+//
+// The sweep pacer (sweeppacer.go) decides when sweeps and summary reads
+// run, the allocator (allocator.go) which services keep a long poll, and
+// the read queue (readqueue.go) in which order the readers read.
 
 // Doorbells, and the start-up readers' last ring.
 const (
@@ -33,18 +42,14 @@ const (
 	startupDone    = "start-up readers done"
 )
 
-// Doorbell filters. The nodes doorbell wants only the index, which moves
-// with every change to the nodes table, so it matches nothing. The health
-// doorbell lists the checks that are not passing.
-const (
-	healthDoorbellFilter = `Status != "passing"`
-	nodesDoorbellFilter  = `Node == "custom-sd.doorbell.invalid"`
-)
+// The health doorbell lists the checks that are not passing.
+const healthDoorbellFilter = `Status != "passing"`
 
 // doorbells is the state of a scope in doorbell mode.
 type doorbells struct {
 	share  int                // the scope's share of the budget it was set up for
-	cancel context.CancelFunc // stops the doorbells and the readers
+	ctx    context.Context    // of the doorbells and the readers
+	cancel context.CancelFunc // stops them
 	queue  *readQueue
 	pacer  sweepPacer
 	alloc  *allocator
@@ -53,6 +58,16 @@ type doorbells struct {
 	outstanding int // its reads not yet done
 
 	retrying bool // failed reads are being retried (logged once until a sweep succeeds)
+
+	// The catalog summary (summary.go).
+	summary      sweepPacer
+	summaryOff   bool                // no summary: rings of the service list start sweeps
+	summaryIndex uint64              // the ring index the summary under way covers
+	summaryReads int                 // reads it asked for that are not done
+	rings        []uint64            // indexes of rings no summary has started for yet
+	explaining   []uint64            // those the last summary covered, to explain
+	explain      bool                // explain them once the summary's reads are done
+	seen         map[uint64]struct{} // write indexes reads showed, while rings wait
 
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads
@@ -68,7 +83,13 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 	}
 	readers := min(max(slots/4, 1), 16)
 	ctx, cancel := context.WithCancel(sc.ctx)
-	db := &doorbells{share: slots, cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-3-readers, 0))}
+	// The service list, the two other doorbells and a summary read take a
+	// connection each.
+	db := &doorbells{
+		share: slots, ctx: ctx, cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-4-readers, 0)),
+		summary: newSweepPacer(), summaryOff: sc.key.healthFilter != "", seen: map[uint64]struct{}{},
+	}
+	db.summary.factor, db.summary.allowance = summaryDebtFactor, summaryAllowance
 	sc.doorbells = db
 	w.w.doorbellScopes.Add(1)
 	level.Info(sc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
@@ -85,7 +106,7 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 	for _, name := range db.alloc.keep(polling) {
 		s := sc.services[name]
 		w.stopLongPoll(sc, s)
-		w.readSoon(sc, s)
+		w.readSoon(sc, s, false)
 	}
 
 	ringer := func(doorbell string) func(api.HealthChecks, uint64) {
@@ -106,8 +127,12 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 		poll(ctx, w.poller(sc, "non-passing checks", "/v1/health/state/any", healthDoorbellFilter), 0, checks, ringer(doorbellChecks))
 	})
 	w.wg.Go(func() {
-		ring := ringer(doorbellNodes)
-		poll(ctx, w.poller(sc, "nodes", "/v1/catalog/nodes", nodesDoorbellFilter), 0, nodes, func(_ []*api.Node, index uint64) { ring(nil, index) })
+		poll(ctx, w.poller(sc, "nodes", "/v1/catalog/nodes", ""), 0, nodes, func(list []*api.Node, index uint64) {
+			select {
+			case w.rings <- ring{sc: sc, doorbell: doorbellNodes, index: index, nodes: list}:
+			case <-ctx.Done():
+			}
+		})
 	})
 	for range readers {
 		w.wg.Go(func() { w.readLoop(ctx, ctx, sc, db.queue) })
@@ -158,10 +183,40 @@ func (w *watcher) startupDone(sc *scope) {
 	w.fillLongPolls(sc)
 }
 
-// readSoon queues a read of s ahead of any sweep.
-func (w *watcher) readSoon(sc *scope, s *service) {
-	if sc.doorbells != nil && !s.hasLongPoll() {
-		sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
+// readSoon queues a read of s ahead of any sweep, for the summary if
+// summary is true, and reports whether it queued one (a read already
+// waiting is not queued twice).
+func (w *watcher) readSoon(sc *scope, s *service, summary bool) bool {
+	if sc.doorbells == nil || s.hasLongPoll() || sc.doorbells.queue.waiting(s.name) {
+		return false
+	}
+	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, summary: summary})
+	return true
+}
+
+// nodesChanged reads every service without a long poll on a node whose
+// address, meta or tagged addresses differ from those of the last read that
+// showed it.
+func (w *watcher) nodesChanged(sc *scope, nodes []*api.Node) {
+	changed := map[string]bool{}
+	for _, n := range nodes {
+		if known, ok := sc.nodes[n.Node]; ok && known != nodeFingerprint(n) {
+			changed[n.Node] = true
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	for _, s := range sc.services {
+		if !s.fetched || s.hasLongPoll() {
+			continue
+		}
+		for node := range s.health.nodes {
+			if changed[node] {
+				w.readSoon(sc, s, false)
+				break
+			}
+		}
 	}
 }
 
@@ -174,7 +229,7 @@ func (w *watcher) healthChanged(sc *scope, checks api.HealthChecks) {
 			continue // its long poll, or the read that reads it first, will see it
 		}
 		if list.differs(s.name, &s.health) {
-			w.readSoon(sc, s)
+			w.readSoon(sc, s, false)
 		}
 	}
 }
@@ -232,7 +287,7 @@ func (w *watcher) startSweep(sc *scope, now time.Time) {
 func (w *watcher) readDone(sc *scope, s *service, r read, changed bool, now time.Time) {
 	db := sc.doorbells
 	if s != nil && r.probe && r.index != s.index {
-		w.readSoon(sc, s)
+		w.readSoon(sc, s, false)
 	}
 	if changed {
 		if s.hasLongPoll() {
@@ -242,6 +297,7 @@ func (w *watcher) readDone(sc *scope, s *service, r read, changed bool, now time
 		}
 	}
 	w.sweepReadDone(sc, r, now)
+	w.summaryReadDone(sc, r, now)
 }
 
 // readFailed accounts for a failed read: the service keeps its last known
@@ -254,6 +310,7 @@ func (w *watcher) readFailed(sc *scope, r read, now time.Time) {
 		w.logRetry(sc, now)
 	}
 	w.sweepReadDone(sc, r, now)
+	w.summaryReadDone(sc, r, now)
 }
 
 // sweepReadDone counts a read of the running sweep.
@@ -307,7 +364,7 @@ func (w *watcher) promote(sc *scope, s *service, now time.Time) {
 	}
 	if e := sc.services[evict]; e != nil {
 		w.stopLongPoll(sc, e)
-		w.readSoon(sc, e)
+		w.readSoon(sc, e, false)
 	}
 	w.startLongPoll(sc, s, s.index)
 }

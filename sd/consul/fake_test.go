@@ -28,6 +28,8 @@ type fakeConsul struct {
 	fail     map[string]int           // path → status to answer with
 	gates    map[string]chan struct{} // path → answers wait until it is closed
 	requests map[string]int           // path → requests seen
+
+	noSummary bool // answer 404 for the catalog summary, as an agent without one
 }
 
 type fakeService struct {
@@ -179,6 +181,17 @@ func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
 		return checks, max(f.checks, 1), true
 	case path == "/v1/catalog/nodes":
 		return []*api.Node{}, f.index, true
+	case path == summaryPath && !f.noSummary:
+		rows := []summaryRow{}
+		for name, svc := range f.services {
+			row := summaryRow{Name: name, InstanceCount: len(svc.entries)}
+			for _, e := range svc.entries {
+				row.Nodes = append(row.Nodes, e.Node.Node)
+				row.Tags = append(row.Tags, e.Service.Tags...)
+			}
+			rows = append(rows, row)
+		}
+		return rows, f.raft, true
 	}
 	return nil, 0, false
 }

@@ -79,6 +79,9 @@ func indexNonPassing(checks api.HealthChecks) nonPassingList {
 // service named name, and records the list's checks of instances the last
 // read did not return.
 func (l nonPassingList) differs(name string, h *healthState) bool {
+	if len(l.byService[name]) == 0 && len(h.nonPassing) == 0 && len(h.otherChecks) == 0 && !l.anyNodeCheck(h) {
+		return false // all passing, before and now: the common case, without allocating
+	}
 	known, other := map[checkKey]string{}, map[checkKey]string{}
 	for _, c := range l.byService[name] {
 		m := other
@@ -90,6 +93,20 @@ func (l nonPassingList) differs(name string, h *healthState) bool {
 	differs := !l.sameChecks(h, known) || !maps.Equal(other, h.otherChecks)
 	h.otherChecks = other
 	return differs
+}
+
+// anyNodeCheck reports whether the list holds a node check of a node of
+// the service.
+func (l nonPassingList) anyNodeCheck(h *healthState) bool {
+	if len(l.byNode) == 0 {
+		return false
+	}
+	for node := range h.nodes {
+		if len(l.byNode[node]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // sameChecks reports whether the list's non-passing checks for a service

@@ -7,10 +7,11 @@ import (
 
 // readJob asks a reader to read one service.
 type readJob struct {
-	name  string
-	gen   uint64
-	sweep bool // part of a sweep
-	probe bool // read only the index
+	name    string
+	gen     uint64
+	sweep   bool // part of a sweep
+	probe   bool // read only the index
+	summary bool // asked for by a summary
 }
 
 // readQueue hands read jobs to a datacenter's readers: urgent reads (a

@@ -3,6 +3,9 @@ package consul
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/go-kit/log"
@@ -51,8 +54,9 @@ type scope struct {
 	services  map[string]*service     // every service some view wants
 	views     map[*job]*view
 	nextGen   uint64
-	longPolls int // services with a long poll of their own
-	counted   int // services counted in the Watch's watched count
+	longPolls int               // services with a long poll of their own
+	counted   int               // services counted in the Watch's watched count
+	nodes     map[string]uint64 // node → fingerprint, as the last read that showed it
 
 	doorbells *doorbells // non-nil in doorbell mode
 }
@@ -74,6 +78,7 @@ type service struct {
 	index      uint64 // X-Consul-Index of the last read
 	fetched    bool   // read at least once
 	lastChange time.Time
+	shape      shape              // of the last read, for the catalog summary
 	wantedBy   int                // views that want it
 	stopPoll   context.CancelFunc // ends the service's own long poll; nil without one
 	health     healthState        // of the last read, for the health doorbell
@@ -95,6 +100,37 @@ func (sc *scope) caughtUp() bool {
 	return true
 }
 
+// noteNodes records the nodes of a read, for the nodes doorbell.
+func (sc *scope) noteNodes(entries []*api.ServiceEntry) {
+	for _, e := range entries {
+		if e != nil && e.Node != nil {
+			sc.nodes[e.Node.Node] = nodeFingerprint(e.Node)
+		}
+	}
+}
+
+var nodeSeed = maphash.MakeSeed()
+
+// nodeFingerprint hashes what a node gives its instances' labels: its
+// address, datacenter, meta and tagged addresses.
+func nodeFingerprint(n *api.Node) uint64 {
+	var h maphash.Hash
+	h.SetSeed(nodeSeed)
+	h.WriteString(n.Address)
+	h.WriteByte(0)
+	h.WriteString(n.Datacenter)
+	for _, m := range []map[string]string{n.Meta, n.TaggedAddresses} {
+		h.WriteByte(1)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			h.WriteString(k)
+			h.WriteByte(0)
+			h.WriteString(m[k])
+			h.WriteByte(0)
+		}
+	}
+	return h.Sum64()
+}
+
 // newScope starts watching key.
 func (w *watcher) newScope(key scopeKey) *scope {
 	ctx, cancel := context.WithCancel(w.ctx)
@@ -107,7 +143,7 @@ func (w *watcher) newScope(key scopeKey) *scope {
 	}
 	return &scope{
 		key: key, logger: logger, ctx: ctx, cancel: cancel,
-		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{},
+		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, nodes: map[string]uint64{},
 	}
 }
 
@@ -149,6 +185,7 @@ func (w *watcher) ensureList(sc *scope, filter string) {
 // ones are watched.
 func (w *watcher) reconcile(sc *scope, l *serviceList) {
 	var added []*service
+	removed := false
 	for _, v := range sc.views {
 		if v.job.cfg.Selection.Filter != l.filter {
 			continue
@@ -158,7 +195,7 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 			tags, ok := l.names[name]
 			if !ok || !v.job.cfg.Selection.wantService(name, tags) {
 				v.remove(name)
-				w.unwant(sc, name)
+				removed = w.unwant(sc, name) || removed
 			}
 		}
 		for name, tags := range l.names {
@@ -174,9 +211,12 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 	}
 	if entered := w.fit(sc); !entered && sc.doorbells != nil {
 		for _, s := range added {
-			w.readSoon(sc, s)
+			w.readSoon(sc, s, false)
 		}
-		w.requestSweep(sc, time.Now(), l.index)
+		if len(added) > 0 || removed {
+			sc.doorbells.seen[l.index] = struct{}{} // the list's own change explains its ring
+		}
+		w.requestSummary(sc, time.Now(), l.index)
 	}
 }
 
@@ -196,14 +236,14 @@ func (w *watcher) want(sc *scope, name string) *service {
 }
 
 // unwant uncounts a view that wanted the service name; a service no view
-// wants is no longer watched.
-func (w *watcher) unwant(sc *scope, name string) {
+// wants is no longer watched. It reports whether the service went.
+func (w *watcher) unwant(sc *scope, name string) bool {
 	s := sc.services[name]
 	if s == nil {
-		return
+		return false
 	}
 	if s.wantedBy--; s.wantedBy > 0 {
-		return
+		return false
 	}
 	w.stopLongPoll(sc, s)
 	if sc.doorbells != nil {
@@ -213,6 +253,7 @@ func (w *watcher) unwant(sc *scope, name string) {
 	sc.counted--
 	w.w.watched.Add(-1)
 	level.Debug(sc.logger).Log("msg", "Service left the catalog", "service", name)
+	return true
 }
 
 // fit chooses sc's watching mode for its share of the budget: a long poll
@@ -241,7 +282,7 @@ func (w *watcher) fit(sc *scope) (entered bool) {
 	var index uint64
 	for _, s := range sc.services {
 		if !s.fetched {
-			w.readSoon(sc, s)
+			w.readSoon(sc, s, false)
 		}
 	}
 	for _, l := range sc.lists {
@@ -309,5 +350,5 @@ func (w *watcher) refresh(sc *scope, s *service) {
 		w.startLongPoll(sc, s, 0)
 		return
 	}
-	w.readSoon(sc, s)
+	w.readSoon(sc, s, false)
 }

@@ -22,6 +22,9 @@ import (
 //   - After a sweep with failed reads (or a failed read between sweeps),
 //     the next sweep waits for a jittered exponential backoff, so that the
 //     failed services are read again without hammering a struggling agent.
+//
+// The same pacer, with a smaller factor and a larger allowance, paces the
+// reads of the catalog summary (summary.go), which are catalog-wide too.
 const (
 	// sweepAllowance is how much sweep debt still lets a sweep start at once.
 	sweepAllowance = time.Second
@@ -29,10 +32,13 @@ const (
 	sweepDebtFactor = 4
 )
 
-// sweepPacer decides when one datacenter's sweeps run. It holds no timer:
-// its methods take the time, and when a sweep must wait, due says until
-// when.
+// sweepPacer decides when one scope's catalog-wide reads of one kind (probe
+// sweeps, or summary reads) run. It holds no timer: its methods take the
+// time, and when a read must wait, due says until when.
 type sweepPacer struct {
+	factor    float64       // debt per second of reading
+	allowance time.Duration // debt that still lets a read start at once
+
 	covered uint64 // rings up to this index are covered by a sweep
 	pending uint64 // the highest ring index seen
 
@@ -51,10 +57,12 @@ type sweepPacer struct {
 	retryAt time.Time // no sweep before this, after failures
 
 	due time.Time // a sweep waits until then; zero when none waits
+
+	verifyAt time.Time // a sweep is due then to verify what summaries explained; zero when none is
 }
 
 func newSweepPacer() sweepPacer {
-	return sweepPacer{retry: backoff.Backoff{Min: minBackoff, Max: maxBackoff}}
+	return sweepPacer{factor: sweepDebtFactor, allowance: sweepAllowance, retry: backoff.Backoff{Min: minBackoff, Max: maxBackoff}}
 }
 
 // request notes a ring at index (0 for a retry or a follow-up) and reports
@@ -78,13 +86,38 @@ func (p *sweepPacer) request(now time.Time, index uint64) bool {
 	return true
 }
 
-// fire reports whether the waiting sweep is due at now.
+// fire reports whether the waiting sweep, or a verification, is due at
+// now.
 func (p *sweepPacer) fire(now time.Time) bool {
+	if !p.verifyAt.IsZero() && !now.Before(p.verifyAt) && p.due.IsZero() {
+		p.verifyAt = time.Time{}
+		return p.request(now, 0)
+	}
 	if p.due.IsZero() || now.Before(p.due) {
 		return false
 	}
 	p.due = time.Time{}
 	return true
+}
+
+// verify notes at now that a change was explained without a sweep, so that
+// an earlier change hidden behind it may not have been seen: a sweep is
+// due within every, unless one starts before.
+func (p *sweepPacer) verify(now time.Time, every time.Duration) {
+	if p.verifyAt.IsZero() {
+		p.verifyAt = now.Add(every)
+	}
+}
+
+// next returns when fire may next say yes, or zero.
+func (p *sweepPacer) next() time.Time {
+	switch {
+	case p.due.IsZero():
+		return p.verifyAt
+	case p.verifyAt.IsZero() || p.due.Before(p.verifyAt):
+		return p.due
+	}
+	return p.verifyAt
 }
 
 // start notes that a sweep of size reads, probes of them probes, starts at
@@ -95,6 +128,7 @@ func (p *sweepPacer) start(now time.Time, size, probes int) {
 	p.failed, p.err = 0, nil
 	p.started, p.size, p.probes = now, size, probes
 	p.due = time.Time{}
+	p.verifyAt = time.Time{} // the sweep sees every service
 }
 
 // readFailed notes a failed read at now. Outside a sweep it schedules a
@@ -117,7 +151,7 @@ func (p *sweepPacer) finish(now time.Time) bool {
 	// Only probing runs up debt: first reads are owed whatever the mode (at
 	// start, all of a 10,000-service catalog), and charging them would hold
 	// the first sweep back by four times the start-up.
-	p.debt += time.Duration(float64(sweepDebtFactor*took) * float64(p.probes) / float64(max(p.size, 1)))
+	p.debt += time.Duration(p.factor * float64(took) * float64(p.probes) / float64(max(p.size, 1)))
 	if p.failed > 0 {
 		return p.scheduleRetry(now)
 	}
@@ -147,5 +181,5 @@ func (p *sweepPacer) wait(now time.Time) time.Duration {
 		p.debt = max(p.debt-now.Sub(p.debtAt), 0)
 	}
 	p.debtAt = now
-	return max(p.debt-sweepAllowance, p.retryAt.Sub(now), 0)
+	return max(p.debt-p.allowance, p.retryAt.Sub(now), 0)
 }

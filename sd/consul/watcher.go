@@ -28,10 +28,11 @@ type watcher struct {
 	dcsListed   bool     // it has been read
 	stopDCList  context.CancelFunc
 
-	lists  chan listed
-	reads  chan read
-	rings  chan ring
-	dcList chan []string
+	lists     chan listed
+	reads     chan read
+	rings     chan ring
+	summaries chan summaryDone
+	dcList    chan []string
 
 	sweepTimer *time.Timer
 	sweepAt    time.Time
@@ -58,6 +59,7 @@ type read struct {
 	err     error // only from readers; long polls retry on their own
 	sweep   bool  // read as part of a sweep
 	probe   bool  // only the index was read
+	summary bool  // read because the summary showed a change
 }
 
 // ring is a doorbell's news in doorbell mode: a new index, and for the
@@ -67,19 +69,21 @@ type ring struct {
 	doorbell string // doorbellNodes, doorbellChecks or startupDone
 	index    uint64
 	checks   api.HealthChecks
+	nodes    []*api.Node
 }
 
 func newWatcher(ctx context.Context, w *Watch) *watcher {
 	return &watcher{
-		w:      w,
-		ctx:    ctx,
-		scopes: map[scopeKey]*scope{},
-		jobs:   map[*job]struct{}{},
-		lists:  make(chan listed),
-		reads:  make(chan read),
-		rings:  make(chan ring),
-		dcList: make(chan []string),
-		budget: newBudget(w.cfg.MaxConnections),
+		w:         w,
+		ctx:       ctx,
+		scopes:    map[scopeKey]*scope{},
+		jobs:      map[*job]struct{}{},
+		lists:     make(chan listed),
+		reads:     make(chan read),
+		rings:     make(chan ring),
+		summaries: make(chan summaryDone),
+		dcList:    make(chan []string),
+		budget:    newBudget(w.cfg.MaxConnections),
 	}
 }
 
@@ -119,6 +123,8 @@ func (w *watcher) run(jobs []*job) {
 			w.read(r)
 		case r := <-w.rings:
 			w.ring(r)
+		case d := <-w.summaries:
+			w.summarized(d)
 		case <-sweepC:
 			w.sweepTimer, w.sweepAt = nil, time.Time{}
 			w.sweepsDue()
@@ -235,6 +241,11 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 	if fresh {
 		s.index = r.index
 		s.health = healthStateOf(r.entries, s.health.otherChecks)
+		s.shape = shapeOfEntries(r.entries)
+		sc.noteNodes(r.entries)
+		if sc.doorbells != nil {
+			sc.doorbells.noteWrites(r.index, r.entries)
+		}
 	} else if r.index < s.index {
 		level.Debug(sc.logger).Log("msg", "Dropping an older read", "service", s.name, "index", r.index, "have", s.index)
 		return false
@@ -269,8 +280,8 @@ func (w *watcher) ring(r ring) {
 		w.startupDone(sc)
 	case doorbellChecks:
 		w.healthChanged(sc, r.checks) // resolved exactly, no sweep needed
-	default:
-		w.requestSweep(sc, time.Now(), r.index)
+	case doorbellNodes:
+		w.nodesChanged(sc, r.nodes) // likewise
 	}
 }
 
@@ -458,25 +469,34 @@ func (w *watcher) checkToken() {
 	w.restartAll()
 }
 
-// sweepsDue starts the sweeps whose time has come.
+// sweepsDue starts the sweeps and summary reads whose time has come.
 func (w *watcher) sweepsDue() {
 	now := time.Now()
 	for _, sc := range w.scopes {
-		if sc.doorbells != nil && sc.doorbells.pacer.fire(now) {
+		if sc.doorbells == nil {
+			continue
+		}
+		if sc.doorbells.pacer.fire(now) {
 			w.startSweep(sc, now)
+		}
+		if sc.doorbells != nil && sc.doorbells.summary.fire(now) {
+			w.startSummary(sc, now)
 		}
 	}
 }
 
-// setSweepTimer sets the sweep timer to the earliest sweep that waits.
+// setSweepTimer sets the sweep timer to the earliest sweep or summary read
+// that waits.
 func (w *watcher) setSweepTimer() {
 	var next time.Time
 	for _, sc := range w.scopes {
 		if sc.doorbells == nil {
 			continue
 		}
-		if due := sc.doorbells.pacer.due; !due.IsZero() && (next.IsZero() || due.Before(next)) {
-			next = due
+		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next()} {
+			if !due.IsZero() && (next.IsZero() || due.Before(next)) {
+				next = due
+			}
 		}
 	}
 	if next.Equal(w.sweepAt) {

@@ -1,0 +1,252 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/go-kit/log/level"
+	"github.com/hashicorp/consul/api"
+)
+
+// The catalog summary. In doorbell mode a change to the services table (a
+// register, a deregistration, an instance rewritten) rings the service-list
+// doorbell without saying which service it touched. Rather than probe every
+// service, the scope reads Consul's catalog summary — what its UI shows,
+// /v1/internal/ui/services: per service the instance count, the nodes and
+// the tags — and reads only the services whose shape there differs from
+// their last read: one catalog-sized read and one read per changed service,
+// however large the catalog.
+//
+// A rewrite that keeps a service's shape (a new port, new meta) does not
+// show in the summary. Every ring's index is the index of one write to the
+// services table, so once the reads the summary asked for are done, each
+// ring is explained only if a read since carries its index (as a service's
+// index, or an instance's modify index; or the list of services itself
+// changed at it); an unexplained ring asks for a probe sweep. Two writes
+// close enough to ring once are seen as the later one: if only that one is
+// explained, the earlier may be hidden, so a sweep verifies every service
+// within VerifyInterval (10 minutes) of a ring a summary explained.
+//
+// Summary reads are paced like sweeps (sweeppacer.go), with half the time
+// for reading allowed. An agent that has no summary for us (an older or a
+// locked-down one: 404, 403), and a scope whose health filter the agent
+// applies (the summary counts every instance), use sweeps.
+const (
+	summaryDebtFactor = 1
+	summaryAllowance  = 2 * time.Second
+	summaryPath       = "/v1/internal/ui/services"
+)
+
+// shape is what the summary shows of a service's instances, hashed: their
+// count, their nodes and the union of their tags.
+type shape uint64
+
+var shapeSeed = maphash.MakeSeed()
+
+// shapeOf hashes a service's instance count, nodes and tags; nodes and tags
+// count once each, in any order.
+func shapeOf(count int, nodes, tags []string) shape {
+	var h maphash.Hash
+	h.SetSeed(shapeSeed)
+	h.WriteByte(byte(count))
+	h.WriteByte(byte(count >> 8))
+	h.WriteByte(byte(count >> 16))
+	h.WriteByte(byte(count >> 24))
+	for _, list := range [][]string{nodes, tags} {
+		sorted := slices.Compact(slices.Sorted(slices.Values(list)))
+		for _, s := range sorted {
+			h.WriteString(s)
+			h.WriteByte(0)
+		}
+		h.WriteByte(1)
+	}
+	return shape(h.Sum64())
+}
+
+// shapeOfEntries is the shape of a read of a service's instances.
+func shapeOfEntries(entries []*api.ServiceEntry) shape {
+	var nodes, tags []string
+	for _, e := range entries {
+		if e == nil || e.Node == nil || e.Service == nil {
+			continue
+		}
+		nodes = append(nodes, e.Node.Node)
+		tags = append(tags, e.Service.Tags...)
+	}
+	return shapeOf(len(entries), nodes, tags)
+}
+
+// summaryRow is one service of the summary, as far as the shape goes.
+type summaryRow struct {
+	Name          string
+	InstanceCount int
+	Nodes         []string
+	Tags          []string
+}
+
+// summaryDone is a finished summary read of a scope.
+type summaryDone struct {
+	sc   *scope
+	rows []summaryRow
+	err  error
+}
+
+// requestSummary notes a ring of the service list at index and reads the
+// summary if the pacer says so.
+func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
+	db := sc.doorbells
+	if db.summaryOff {
+		w.requestSweep(sc, now, index)
+		return
+	}
+	db.rings = append(db.rings, index)
+	if db.summary.request(now, index) {
+		w.startSummary(sc, now)
+	}
+}
+
+// startSummary reads the summary of sc in a goroutine of its own.
+func (w *watcher) startSummary(sc *scope, now time.Time) {
+	db := sc.doorbells
+	if db.summary.running {
+		return
+	}
+	db.summary.start(now, 1, 1)
+	db.summaryIndex = db.summary.covered
+	db.explaining = append(db.explaining, db.rings...)
+	db.rings = nil
+	ctx := db.ctx
+	w.wg.Go(func() {
+		rows, err := w.readSummary(ctx, sc)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case w.summaries <- summaryDone{sc, rows, err}:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// readSummary reads the catalog summary of sc's scope from the leader (a
+// ring means a write; a lagging server might not have it yet).
+func (w *watcher) readSummary(ctx context.Context, sc *scope) ([]summaryRow, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout(0))
+	defer cancel()
+	k := sc.key
+	q := (&api.QueryOptions{Datacenter: k.datacenter, Namespace: k.namespace, Partition: k.partition}).WithContext(ctx)
+	var rows []summaryRow
+	if _, err := w.w.client.Raw().Query(summaryPath, &rows, q); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// summarized takes in a finished summary read: it reads the services whose
+// shape changed, and asks to explain the ring once those reads are done.
+func (w *watcher) summarized(d summaryDone) {
+	sc := d.sc
+	if !w.current(sc) || sc.doorbells == nil || !sc.doorbells.summary.running {
+		return
+	}
+	db := sc.doorbells
+	now := time.Now()
+	index := db.summaryIndex
+	if d.err != nil {
+		var se api.StatusError
+		if errors.As(d.err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusForbidden) {
+			db.summaryOff = true
+			level.Info(sc.logger).Log("msg", "Consul gives no catalog summary; sweeps find catalog changes instead", "err", d.err)
+		} else {
+			db.summary.readFailed(now, d.err)
+		}
+		db.summary.finish(now)
+		w.requestSweep(sc, now, index) // the change is found anyway
+		return
+	}
+	for _, row := range d.rows {
+		s := sc.services[row.Name]
+		if s == nil || !s.fetched || s.hasLongPoll() {
+			continue // a read is under way, or a long poll sees it
+		}
+		if shapeOf(row.InstanceCount, row.Nodes, row.Tags) != s.shape && w.readSoon(sc, s, true) {
+			db.summaryReads++
+		}
+	}
+	db.explain = true
+	again := db.summary.finish(now)
+	if db.summaryReads == 0 {
+		w.explainRings(sc, now)
+	}
+	if again {
+		w.startSummary(sc, now)
+	}
+}
+
+// summaryReadDone counts a read the summary asked for.
+func (w *watcher) summaryReadDone(sc *scope, r read, now time.Time) {
+	db := sc.doorbells
+	if !r.summary || db.summaryReads == 0 {
+		return
+	}
+	if db.summaryReads--; db.summaryReads == 0 {
+		w.explainRings(sc, now)
+	}
+}
+
+// explainRings asks for a sweep if some ring the summary covered is not
+// explained by a read since (or by a change of the service list), and
+// otherwise for a verification sweep in time.
+func (w *watcher) explainRings(sc *scope, now time.Time) {
+	db := sc.doorbells
+	if !db.explain {
+		return
+	}
+	db.explain = false
+	var unexplained uint64
+	for _, index := range db.explaining {
+		if _, ok := db.seen[index]; !ok {
+			unexplained = max(unexplained, index)
+		}
+	}
+	db.explaining = nil
+	db.pruneSeen()
+	if unexplained == 0 {
+		db.pacer.verify(now, w.w.cfg.VerifyInterval)
+		return
+	}
+	level.Debug(sc.logger).Log("msg", "A catalog change the summary does not show; sweeping", "index", unexplained)
+	w.requestSweep(sc, now, unexplained)
+}
+
+// noteWrites records the write indexes a read shows (the service's own, and
+// each instance's modify index), while rings wait to be explained.
+func (db *doorbells) noteWrites(index uint64, entries []*api.ServiceEntry) {
+	if len(db.rings)+len(db.explaining) == 0 {
+		return
+	}
+	db.seen[index] = struct{}{}
+	for _, e := range entries {
+		if e != nil && e.Service != nil {
+			db.seen[e.Service.ModifyIndex] = struct{}{}
+		}
+	}
+}
+
+// pruneSeen forgets the write indexes below the rings still waiting.
+func (db *doorbells) pruneSeen() {
+	if len(db.rings)+len(db.explaining) == 0 {
+		clear(db.seen)
+		return
+	}
+	low := slices.Min(append(slices.Clone(db.rings), db.explaining...))
+	for index := range db.seen {
+		if index < low {
+			delete(db.seen, index)
+		}
+	}
+}
