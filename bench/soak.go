@@ -111,7 +111,7 @@ func runSoak(cfg config, d, interval time.Duration) error {
 		}
 		samples = append(samples, soakSample{
 			at: time.Since(start).Round(time.Second), rss: rss, heap: m["go_memstats_heap_inuse_bytes"],
-			goroutines: m["go_goroutines"], writes: m[`custom_sd_file_writes_total{result="success"}`], changes: changes.Load(),
+			goroutines: m["go_goroutines"], writes: m[`custom_sd_file_writes_total{result="success",sd_job="default"}`], changes: changes.Load(),
 		})
 		return nil
 	}
@@ -182,6 +182,9 @@ func scrape(url string) (map[string]float64, error) {
 		i := strings.LastIndexByte(line, ' ')
 		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
 			out[line[:i]] = v
+			if name, _, labelled := strings.Cut(line[:i], "{"); labelled {
+				out[name] += v // the sum of every series, under the bare name
+			}
 		}
 	}
 	return out, nil
