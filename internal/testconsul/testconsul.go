@@ -154,10 +154,22 @@ type Instance struct {
 	Tags     []string
 	Meta     map[string]string
 	Status   string // health of the service check; "" registers no check
+
+	// NodeAddress is the node's address; "" means 127.0.0.1.
+	NodeAddress string
+	// NodeTaggedAddresses are the node's tagged addresses; nil means
+	// lan: NodeAddress, an empty map none.
+	NodeTaggedAddresses map[string]string
+	// Checks are further checks, registered as given (Node defaults to the
+	// instance's node): service checks name the ServiceID, node checks
+	// leave it empty.
+	Checks api.HealthChecks
 }
 
-// Register writes the instance to the catalog on a node with address
-// 127.0.0.1, as an external service the agent does not manage.
+// Register writes the instance to the catalog, as an external service the
+// agent does not manage. The node is registered with it: its address, meta
+// and tagged addresses are replaced by the instance's, so instances on one
+// node should describe it alike.
 func (s *Server) Register(t testing.TB, in Instance) {
 	t.Helper()
 	node := in.Node
@@ -168,11 +180,19 @@ func (s *Server) Register(t testing.TB, in Instance) {
 	if id == "" {
 		id = in.Service
 	}
+	addr := in.NodeAddress
+	if addr == "" {
+		addr = "127.0.0.1"
+	}
+	tagged := in.NodeTaggedAddresses
+	if tagged == nil {
+		tagged = map[string]string{"lan": addr}
+	}
 	reg := &api.CatalogRegistration{
 		Node:            node,
-		Address:         "127.0.0.1",
+		Address:         addr,
 		NodeMeta:        in.NodeMeta,
-		TaggedAddresses: map[string]string{"lan": "127.0.0.1"},
+		TaggedAddresses: tagged,
 		Service: &api.AgentService{
 			ID: id, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta,
 		},
@@ -181,6 +201,13 @@ func (s *Server) Register(t testing.TB, in Instance) {
 		reg.Checks = api.HealthChecks{{
 			Node: node, CheckID: "check:" + id, Name: "check " + id, Status: in.Status, ServiceID: id,
 		}}
+	}
+	for _, c := range in.Checks {
+		c := *c
+		if c.Node == "" {
+			c.Node = node
+		}
+		reg.Checks = append(reg.Checks, &c)
 	}
 	_, err := s.Client.Catalog().Register(reg, nil)
 	require.NoError(t, err, "register %s/%s", node, id)
