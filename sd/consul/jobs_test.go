@@ -251,3 +251,24 @@ func (c *collector) apply(gs []*adapter.Group) {
 		}
 	}
 }
+
+// A job that starts later and reads a service through another service list
+// (another catalog filter) than the job that read it first gets it too: the
+// service is read again for it.
+func TestJobStartedLaterThroughAnotherList(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := tagged()
+		w := fakeWatch(t, f, 64)
+		first, _ := startJob(t, w, JobConfig{Selection: Selection{Filter: `ServiceMeta.team == "x"`}})
+		runWatch(t, w)
+		settle()
+		_, sends := first.snapshot()
+		require.Equal(t, 1, sends)
+
+		later, _ := startJob(t, w, JobConfig{Selection: Selection{Services: []string{"svc2"}}})
+		settle()
+		got, sends := later.snapshot()
+		require.Equal(t, 1, sends, "its complete set")
+		require.Equal(t, []string{"svc2-dev", "svc2-prod"}, got["svc2"])
+	})
+}

@@ -184,7 +184,7 @@ func (w *watcher) ensureList(sc *scope, filter string) {
 // services it selects; services no view wants any more are deleted, new
 // ones are watched.
 func (w *watcher) reconcile(sc *scope, l *serviceList) {
-	var added []*service
+	var added, again []*service
 	removed := false
 	for _, v := range sc.views {
 		if v.job.cfg.Selection.Filter != l.filter {
@@ -204,11 +204,19 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 			}
 			v.wanted[name] = struct{}{}
 			v.unseen[name] = struct{}{}
-			if s := w.want(sc, name); s.wantedBy == 1 {
+			switch s := w.want(sc, name); {
+			case s.wantedBy == 1:
 				added = append(added, s)
+			case s.fetched:
+				again = append(again, s) // read before this view wanted it
 			}
 		}
 	}
+	defer func() {
+		for _, s := range again {
+			w.refresh(sc, s)
+		}
+	}()
 	if entered := w.fit(sc); !entered && sc.doorbells != nil {
 		for _, s := range added {
 			w.readSoon(sc, s, false)

@@ -167,7 +167,9 @@ func (m instances) admits(e *api.ServiceEntry) bool {
 		return false
 	}
 	for _, t := range m.tags {
-		if !slices.Contains(e.Service.Tags, t) {
+		// As the agent's ?tag= filter, which consul_sd relies on: whatever
+		// the case.
+		if !slices.ContainsFunc(e.Service.Tags, func(have string) bool { return strings.EqualFold(have, t) }) {
 			return false
 		}
 	}

@@ -289,3 +289,34 @@ func TestRealConsulJobsOnOneWatch(t *testing.T) {
 	got, _ = collectors["rack-b"].snapshot()
 	require.Equal(t, []string{"web-2", "web-3"}, got["web"])
 }
+
+func TestInstancesAdmits(t *testing.T) {
+	t.Parallel()
+	entry := func(tags []string, meta map[string]string, status string) *api.ServiceEntry {
+		e := &api.ServiceEntry{Node: &api.Node{Node: "n", Meta: meta}, Service: &api.AgentService{ID: "i", Tags: tags}}
+		if status != "" {
+			e.Checks = api.HealthChecks{{Status: status}}
+		}
+		return e
+	}
+	tests := []struct {
+		name string
+		sel  Selection
+		e    *api.ServiceEntry
+		want bool
+	}{
+		{"no selection", Selection{}, entry(nil, nil, ""), true},
+		{"a tag", Selection{Tags: []string{"prod"}}, entry([]string{"prod", "v1"}, nil, ""), true},
+		{"a tag in another case, as Consul's filter", Selection{Tags: []string{"prod"}}, entry([]string{"PROD"}, nil, ""), true},
+		{"a missing tag", Selection{Tags: []string{"prod", "v2"}}, entry([]string{"prod", "v1"}, nil, ""), false},
+		{"node meta", Selection{NodeMeta: map[string]string{"env": "prod"}}, entry(nil, map[string]string{"env": "prod"}, ""), true},
+		{"node meta matches whole values", Selection{NodeMeta: map[string]string{"env": "prod"}}, entry(nil, map[string]string{"env": "preprod"}, ""), false},
+		{"node meta in another case", Selection{NodeMeta: map[string]string{"env": "prod"}}, entry(nil, map[string]string{"env": "PROD"}, ""), false},
+		{"health", Selection{Health: HealthPassing}, entry(nil, nil, api.HealthWarning), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.sel.instances(nil).admits(tc.e))
+		})
+	}
+}

@@ -337,8 +337,8 @@ func (w *watcher) detach(j *job) {
 }
 
 // addView starts the view of job j of datacenter dc: it reads the scope's
-// service list for its filter, and the services it wants that were read
-// before it came are read again for it.
+// service list for its filter; the services it wants that were read before
+// it came are read again for it (see reconcile).
 func (w *watcher) addView(j *job, dc string) {
 	key := j.key(dc)
 	sc := w.scopes[key]
@@ -354,12 +354,7 @@ func (w *watcher) addView(j *job, dc string) {
 	j.views[key] = v
 	w.ensureList(sc, j.cfg.Selection.Filter)
 	if l := sc.lists[j.cfg.Selection.Filter]; l.listed {
-		w.reconcile(sc, l)
-		for name := range v.wanted {
-			if s := sc.services[name]; s.fetched {
-				w.refresh(sc, s)
-			}
-		}
+		w.reconcile(sc, l) // and reads again what was read before the view came
 	}
 }
 
