@@ -32,7 +32,7 @@ type Options struct {
 	// Interval is the longest a change waits during a burst of changes to
 	// a small file: a change after a quiet period, or one that waits for
 	// the previous write, is written at once; in a burst, writes are spaced
-	// from 100ms up to Interval, or up to ten times a write's cost for a
+	// from 250ms up to Interval, or up to ten times a write's cost for a
 	// large file (see pace.go). 0 means DefaultInterval.
 	Interval time.Duration
 	// MaxRemoval is the largest share of the current targets (0 to 1) one

@@ -6,7 +6,7 @@ import "time"
 // once, and so is each of a series of changes that each wait for the
 // previous write (a deploy that checks every step): they cost one write
 // each. A burst shows as changes arriving while a write is under way; then
-// the least time between hand-outs grows, from firstGap by a factor of
+// the least time between hand-outs grows, from firstGap (250 ms) by a factor of
 // gapGrowth per hand-out, up to a cap: the larger of the configured
 // interval and costFactor times the cost of the last write, where the cost
 // is the write's own duration plus an estimate of the time a reader
@@ -16,7 +16,7 @@ import "time"
 // small one keeps to the interval. A change that comes after a whole gap
 // without changes ends the burst: it goes out at once.
 const (
-	firstGap   = 100 * time.Millisecond
+	firstGap   = 250 * time.Millisecond
 	gapGrowth  = 4
 	costFactor = 10
 	// readerBytesPerSecond is how fast a reader is assumed to parse the file

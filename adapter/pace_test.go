@@ -38,29 +38,27 @@ func TestPacer(t *testing.T) {
 			{at: 5, op: "write", took: 2},
 			{at: 9, op: "change"}, {at: 9, op: "check", due: true},
 		}},
-		{"a burst spaces writes from 100ms, four times more each, up to the interval", 500 * time.Millisecond, []step{
+		{"a burst spaces writes from 250ms, four times more each, up to the interval", 500 * time.Millisecond, []step{
 			{at: 0, op: "change"}, {at: 0, op: "write", took: 2, busy: true},
-			{at: 2, op: "change"}, {at: 50, op: "check", due: false, next: 102},
-			{at: 102, op: "check", due: true}, {at: 102, op: "write", took: 2, busy: true},
-			{at: 104, op: "change"}, {at: 400, op: "check", due: false, next: 504},
-			{at: 504, op: "write", took: 2, busy: true},
-			{at: 506, op: "change"}, {at: 600, op: "check", due: false, next: 1006}, // capped at the interval
-			{at: 1006, op: "write", took: 2, busy: false},
-			{at: 1100, op: "change"}, {at: 1100, op: "check", due: false, next: 1508}, // within a gap of the last write: still a burst
-			{at: 1508, op: "write", took: 2},
-			{at: 2100, op: "change"}, {at: 2100, op: "check", due: true}, // quiet for a whole gap: at once
+			{at: 2, op: "change"}, {at: 50, op: "check", due: false, next: 252},
+			{at: 252, op: "check", due: true}, {at: 252, op: "write", took: 2, busy: true},
+			{at: 256, op: "change"}, {at: 400, op: "check", due: false, next: 754}, // capped at the interval
+			{at: 754, op: "write", took: 2, busy: true},
+			{at: 758, op: "change"}, {at: 800, op: "check", due: false, next: 1256},
+			{at: 1256, op: "write", took: 2, busy: false},
+			{at: 1300, op: "change"}, {at: 1300, op: "check", due: false, next: 1758}, // within a gap of the last write: still a burst
+			{at: 1758, op: "write", took: 2},
+			{at: 2300, op: "change"}, {at: 2300, op: "check", due: true}, // quiet for a whole gap: at once
 		}},
 		{"a large file waits ten times its cost during a burst", 500 * time.Millisecond, []step{
 			{at: 0, op: "change"}, {at: 0, op: "write", took: 50, size: 35 << 20, busy: true}, // cost 50ms + 700ms to parse
-			{at: 50, op: "change"}, {at: 50, op: "check", due: false, next: 150},
-			{at: 150, op: "write", took: 50, size: 35 << 20, busy: true},
-			{at: 200, op: "change"}, {at: 200, op: "check", due: false, next: 600},
-			{at: 600, op: "write", took: 50, size: 35 << 20, busy: true},
-			{at: 650, op: "change"}, {at: 650, op: "check", due: false, next: 650 + 1600},
-			{at: 2250, op: "write", took: 50, size: 35 << 20, busy: true},
-			{at: 2300, op: "change"}, {at: 2300, op: "check", due: false, next: 2300 + 6400},
-			{at: 8700, op: "write", took: 50, size: 35 << 20, busy: true},
-			{at: 8750, op: "change"}, {at: 8750, op: "check", due: false, next: 8750 + 7500}, // capped at 10 × 750ms
+			{at: 50, op: "change"}, {at: 50, op: "check", due: false, next: 300},
+			{at: 300, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 400, op: "change"}, {at: 400, op: "check", due: false, next: 1350},
+			{at: 1350, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 1450, op: "change"}, {at: 1450, op: "check", due: false, next: 5400},
+			{at: 5400, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 5500, op: "change"}, {at: 5500, op: "check", due: false, next: 5450 + 7500}, // capped at 10 × 750ms
 		}},
 	}
 	for _, tc := range tests {

@@ -12,15 +12,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -37,6 +40,7 @@ type config struct {
 	idle             time.Duration
 	spacing          time.Duration
 	https            bool
+	hold             bool
 	churn            time.Duration
 	churnRate        int
 	backToBack       int
@@ -80,6 +84,7 @@ func main() {
 	flag.DurationVar(&cfg.churn, "churn", time.Minute, "churn period to count requests and bytes over (0 to skip)")
 	flag.IntVar(&cfg.churnRate, "churn-rate", 5, "changes a second during -churn")
 	flag.IntVar(&cfg.backToBack, "back-to-back", -1, "new instances to register back to back, each as soon as the file shows the one before (-1: as many as -samples, 0 to skip)")
+	flag.BoolVar(&cfg.hold, "hold", false, "load the catalog, print the agent's addresses and keep it up until interrupted (for profiling)")
 	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped. With -compare: every tool over HTTPS, through a counting proxy that terminates TLS")
 	compare := flag.Bool("compare", false, "instead of the scenarios: custom-sd beside the tools given with -example, -consul-template and -prometheus (consul_sd), on one catalog")
 	var cc compareConfig
@@ -142,6 +147,13 @@ func runScenario(cfg config) (*result, error) {
 	}
 	res.load = time.Since(start)
 	fmt.Fprintf(os.Stderr, "loaded %d×%d in %s\n", cfg.services, cfg.instances, res.load.Round(time.Millisecond))
+	if cfg.hold {
+		fmt.Fprintf(os.Stderr, "holding the agent at %s (https %s, CA %s) until interrupted\n", a.addr, a.httpsAddr, a.ca)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil, errors.New("interrupted while holding the agent")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 

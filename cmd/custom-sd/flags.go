@@ -78,7 +78,7 @@ func newApp(f *flags) *kingpin.Application {
 	f.consul.register(app)
 	app.Flag("output.file", "The file_sd file to write.").Default("custom_sd.json").StringVar(&f.outputFile)
 	app.Flag("output.mode", "Permission bits of the output file, in octal.").Default("0644").StringVar(&f.outputMode)
-	durationFlag(app, "output.interval", "Longest wait of a change during a burst of changes to a small file: a change after a quiet period is written at once; in a burst, writes are spaced from 100ms up to this (up to ten times a write's cost for a large file).",
+	durationFlag(app, "output.interval", "Longest wait of a change during a burst of changes to a small file: a change after a quiet period is written at once; in a burst, writes are spaced from 250ms up to this (up to ten times a write's cost for a large file).",
 		adapter.DefaultInterval, &f.outputInterval)
 	ratioFlag(app, "output.max-removal", "Largest share of the targets one update may remove at once; a larger removal is held back for --output.removal-hold (an empty catalog from a token without rights, or a Consul rebuilt empty). 1 turns the guard off.",
 		adapter.DefaultMaxRemoval, &f.maxRemoval)

@@ -67,7 +67,8 @@ type doorbells struct {
 	rings        []uint64            // indexes of rings no summary has started for yet
 	explaining   []uint64            // those the last summary covered, to explain
 	explain      bool                // explain them once the summary's reads are done
-	seen         map[uint64]struct{} // write indexes reads showed, while rings wait
+	seen         map[uint64]struct{} // write indexes reads showed above lastRing, or that rings wait for
+	lastRing     uint64              // the highest ring index
 
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads

@@ -104,6 +104,7 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 		return
 	}
 	db.rings = append(db.rings, index)
+	db.lastRing = max(db.lastRing, index)
 	if db.summary.request(now, index) {
 		w.startSummary(sc, now)
 	}
@@ -224,26 +225,37 @@ func (w *watcher) explainRings(sc *scope, now time.Time) {
 }
 
 // noteWrites records the write indexes a read shows (the service's own, and
-// each instance's modify index), while rings wait to be explained.
+// each instance's modify index) that a ring waits for or may yet come for:
+// a long poll may bring the read of a write before the ring of the service
+// list does.
 func (db *doorbells) noteWrites(index uint64, entries []*api.ServiceEntry) {
-	if len(db.rings)+len(db.explaining) == 0 {
-		return
+	low := db.lowestNeeded()
+	if index >= low {
+		db.seen[index] = struct{}{}
 	}
-	db.seen[index] = struct{}{}
 	for _, e := range entries {
-		if e != nil && e.Service != nil {
+		if e != nil && e.Service != nil && e.Service.ModifyIndex >= low {
 			db.seen[e.Service.ModifyIndex] = struct{}{}
 		}
 	}
 }
 
-// pruneSeen forgets the write indexes below the rings still waiting.
-func (db *doorbells) pruneSeen() {
-	if len(db.rings)+len(db.explaining) == 0 {
-		clear(db.seen)
-		return
+// lowestNeeded is the lowest write index a ring may still need: that of
+// the lowest ring waiting, or above the last ring.
+func (db *doorbells) lowestNeeded() uint64 {
+	low := db.lastRing + 1
+	for _, index := range db.rings {
+		low = min(low, index)
 	}
-	low := slices.Min(append(slices.Clone(db.rings), db.explaining...))
+	for _, index := range db.explaining {
+		low = min(low, index)
+	}
+	return low
+}
+
+// pruneSeen forgets the write indexes no ring can need any more.
+func (db *doorbells) pruneSeen() {
+	low := db.lowestNeeded()
 	for index := range db.seen {
 		if index < low {
 			delete(db.seen, index)
