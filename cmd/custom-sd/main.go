@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -41,7 +42,17 @@ const DefaultListenAddress = ":9099"
 // shutdownTimeout bounds how long in-flight HTTP requests may delay exit.
 const shutdownTimeout = 5 * time.Second
 
+// defaultGOGC is the garbage collector's target unless GOGC says
+// otherwise: custom-sd holds its output (35 MB at 100,000 targets) for as
+// long as it runs, and at Go's default of 100 the heap would grow to twice
+// that between collections. At 50 it peaks near 3× the output, for a little
+// more CPU at start-up.
+const defaultGOGC = 50
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	os.Exit(run(context.Background(), os.Args[1:], os.Stderr))
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -46,7 +47,10 @@ type transport struct {
 	refusedOpen atomic.Int64
 }
 
-func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
+// newTransport returns the transport for an agent. Over loopback it asks
+// for no compression: gzip only costs the agent and us CPU there, and at
+// start-up the agent's CPU is what the first complete file waits for.
+func newTransport(maxConns int, tlsConf *api.TLSConfig, loopback bool) (*transport, error) {
 	tlsClientConfig, err := api.SetupTLSConfig(tlsConf)
 	if err != nil {
 		return nil, fmt.Errorf("set up TLS: %w", err)
@@ -71,7 +75,8 @@ func newTransport(maxConns int, tlsConf *api.TLSConfig) (*transport, error) {
 		MaxIdleConnsPerHost: maxConns,
 		IdleConnTimeout:     90 * time.Second,
 		// Setting TLSClientConfig turns HTTP/2 off unless asked for.
-		ForceAttemptHTTP2: true,
+		ForceAttemptHTTP2:  true,
+		DisableCompression: loopback,
 	}
 	return t, nil
 }
@@ -124,6 +129,24 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, err
+}
+
+// isLoopback reports whether an agent address (host:port, or a URL) names
+// this host.
+func isLoopback(addr string) bool {
+	host := addr
+	if strings.Contains(addr, "://") {
+		if u, err := url.Parse(addr); err == nil {
+			host = u.Hostname()
+		}
+	} else if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // newClient returns a Consul client that sends every request through t.

@@ -212,7 +212,7 @@ func (w *watcher) nodesChanged(sc *scope, nodes []*api.Node) {
 		if !s.fetched || s.hasLongPoll() {
 			continue
 		}
-		for node := range s.health.nodes {
+		for _, node := range s.health.nodes {
 			if changed[node] {
 				w.readSoon(sc, s, false)
 				break

@@ -1,7 +1,9 @@
 package consul
 
 import (
+	"hash/maphash"
 	"maps"
+	"slices"
 
 	"github.com/hashicorp/consul/api"
 )
@@ -24,23 +26,48 @@ type instanceKey struct{ node, serviceID string }
 // service's last read, its instances, their nodes and their non-passing
 // checks (node checks included); and from the list, the non-passing checks
 // of instances the last read did not return (left out by a filter, or new).
+//
+// It is kept for every service, so it is kept small: sorted slices, and
+// maps only for the checks that are not passing (usually none).
 type healthState struct {
-	nodes       map[string]struct{}
-	instances   map[instanceKey]struct{}
+	nodes       []string // sorted, each once
+	instances   []uint64 // hashes of the instances' keys, sorted
 	nonPassing  map[checkKey]string
 	otherChecks map[checkKey]string
 }
 
-// healthStateOf extracts the health state of a read, keeping otherChecks.
-func healthStateOf(entries []*api.ServiceEntry, otherChecks map[checkKey]string) healthState {
-	h := healthState{nodes: map[string]struct{}{}, instances: map[instanceKey]struct{}{}, otherChecks: otherChecks}
+var instanceSeed = maphash.MakeSeed()
+
+// hashInstance hashes an instance's key (64 bits: a collision, which would
+// only make the health diff skip a read, is not to be expected among a few
+// hundred thousand instances).
+func hashInstance(k instanceKey) uint64 {
+	var h maphash.Hash
+	h.SetSeed(instanceSeed)
+	h.WriteString(k.node)
+	h.WriteByte(0)
+	h.WriteString(k.serviceID)
+	return h.Sum64()
+}
+
+// hasInstance reports whether the last read returned the instance k.
+func (h *healthState) hasInstance(k instanceKey) bool {
+	_, ok := slices.BinarySearch(h.instances, hashInstance(k))
+	return ok
+}
+
+// healthStateOf extracts the health state of a read, keeping otherChecks;
+// intern gives each node name one string for all services.
+func healthStateOf(entries []*api.ServiceEntry, otherChecks map[checkKey]string, intern func(string) string) healthState {
+	h := healthState{otherChecks: otherChecks}
 	for _, e := range entries {
 		if e == nil || e.Node == nil {
 			continue
 		}
-		h.nodes[e.Node.Node] = struct{}{}
+		node := intern(e.Node.Node)
+		h.nodes = append(h.nodes, node)
 		if e.Service != nil {
-			h.instances[instanceKey{e.Node.Node, e.Service.ID}] = struct{}{}
+			h.instances = append(h.instances, hashInstance(instanceKey{node, e.Service.ID}))
 		}
 		for _, c := range e.Checks {
 			if c.Status != api.HealthPassing {
@@ -51,6 +78,10 @@ func healthStateOf(entries []*api.ServiceEntry, otherChecks map[checkKey]string)
 			}
 		}
 	}
+	slices.Sort(h.nodes)
+	h.nodes = slices.Clip(slices.Compact(h.nodes))
+	slices.Sort(h.instances)
+	h.instances = slices.Clip(h.instances)
 	return h
 }
 
@@ -85,7 +116,7 @@ func (l nonPassingList) differs(name string, h *healthState) bool {
 	known, other := map[checkKey]string{}, map[checkKey]string{}
 	for _, c := range l.byService[name] {
 		m := other
-		if _, ok := h.instances[instanceKey{c.Node, c.ServiceID}]; ok {
+		if h.hasInstance(instanceKey{c.Node, c.ServiceID}) {
 			m = known
 		}
 		m[checkKey{c.Node, c.CheckID}] = c.Status
@@ -101,7 +132,7 @@ func (l nonPassingList) anyNodeCheck(h *healthState) bool {
 	if len(l.byNode) == 0 {
 		return false
 	}
-	for node := range h.nodes {
+	for _, node := range h.nodes {
 		if len(l.byNode[node]) > 0 {
 			return true
 		}
@@ -119,7 +150,7 @@ func (l nonPassingList) sameChecks(h *healthState, service map[checkKey]string) 
 			return false
 		}
 	}
-	for node := range h.nodes {
+	for _, node := range h.nodes {
 		for k, st := range l.byNode[node] {
 			if h.nonPassing[k] != st {
 				return false

@@ -43,7 +43,7 @@ func TestHealthDiff(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := healthStateOf(tc.read, tc.other)
+			h := healthStateOf(tc.read, tc.other, func(s string) string { return s })
 			l := indexNonPassing(tc.list)
 			require.Equal(t, tc.differs, l.differs("web", &h))
 		})

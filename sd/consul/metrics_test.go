@@ -61,3 +61,19 @@ func TestOutcomeOf(t *testing.T) {
 		})
 	}
 }
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"localhost:8500":          true,
+		"127.0.0.1:8500":          true,
+		"127.1.2.3:8500":          true,
+		"[::1]:8500":              true,
+		"https://localhost:8501":  true,
+		"http://127.0.0.1/consul": true,
+		"consul.example:8500":     false,
+		"10.0.0.1:8500":           false,
+		"https://consul:8501":     false,
+	} {
+		require.Equal(t, want, isLoopback(addr), addr)
+	}
+}

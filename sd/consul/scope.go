@@ -57,6 +57,7 @@ type scope struct {
 	longPolls int               // services with a long poll of their own
 	counted   int               // services counted in the Watch's watched count
 	nodes     map[string]uint64 // node → fingerprint, as the last read that showed it
+	names     map[string]string // node names, interned
 
 	doorbells *doorbells // non-nil in doorbell mode
 }
@@ -100,11 +101,20 @@ func (sc *scope) caughtUp() bool {
 	return true
 }
 
+// intern returns one string for each node name, shared by every service.
+func (sc *scope) intern(name string) string {
+	if s, ok := sc.names[name]; ok {
+		return s
+	}
+	sc.names[name] = name
+	return name
+}
+
 // noteNodes records the nodes of a read, for the nodes doorbell.
 func (sc *scope) noteNodes(entries []*api.ServiceEntry) {
 	for _, e := range entries {
 		if e != nil && e.Node != nil {
-			sc.nodes[e.Node.Node] = nodeFingerprint(e.Node)
+			sc.nodes[sc.intern(e.Node.Node)] = nodeFingerprint(e.Node)
 		}
 	}
 }
@@ -143,7 +153,7 @@ func (w *watcher) newScope(key scopeKey) *scope {
 	}
 	return &scope{
 		key: key, logger: logger, ctx: ctx, cancel: cancel,
-		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, nodes: map[string]uint64{},
+		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, nodes: map[string]uint64{}, names: map[string]string{},
 	}
 }
 

@@ -49,7 +49,7 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), &cfg.API.TLSConfig)
+	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), &cfg.API.TLSConfig, isLoopback(cfg.API.Address))
 	if err != nil {
 		return nil, err
 	}

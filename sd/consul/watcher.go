@@ -240,7 +240,7 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 	fresh := !s.fetched || r.index > s.index
 	if fresh {
 		s.index = r.index
-		s.health = healthStateOf(r.entries, s.health.otherChecks)
+		s.health = healthStateOf(r.entries, s.health.otherChecks, sc.intern)
 		s.shape = shapeOfEntries(r.entries)
 		sc.noteNodes(r.entries)
 		if sc.doorbells != nil {
