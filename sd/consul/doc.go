@@ -1,40 +1,44 @@
 // Package consul discovers Prometheus targets in Consul's catalog.
 //
-// A Discoverer watches the service list and every service's instances with
-// blocking queries, within a fixed budget of connections to the agent, and
-// sends one target group per service with the labels Prometheus's
-// consul_sd_configs would give each instance.
+// A Watch follows one agent with blocking queries, within a budget of
+// connections, for any number of jobs; each Job is an adapter.Discoverer
+// that sends one target group per service with the labels Prometheus's
+// consul_sd_configs would give each instance. Jobs whose queries are equal
+// share a scope, in which every service is read once (see Watch). A
+// Discoverer is one job with a watch of its own.
 //
 // # The path of a change
 //
 //	Consul answers a blocking query     poll.go      (a long poll's goroutine)
 //	  → the watcher stores the read     watcher.go   (the watcher's goroutine)
-//	  → the job makes the group         job.go       (same goroutine; into its mailbox)
-//	  → Run sends it to the adapter     job.go       (Run's goroutine)
+//	  → each view makes its job's group job.go       (same goroutine; into the job's mailbox)
+//	  → Job.Run sends it to the adapter job.go       (the job's goroutine)
 //
 // # Goroutines
 //
-//   - The watcher (watcher.go) owns all state: the datacenters, their
-//     services, which services have a long poll, doorbell mode. Everything
-//     else reports to it on channels; it never waits for the adapter.
-//   - One per blocking query: each datacenter's service list, each service
-//     with a long poll of its own, and in doorbell mode the two other
-//     doorbells (poll.go). They block on Consul, which is why they are
-//     goroutines.
-//   - In doorbell mode, a few readers per datacenter make one-off reads and
-//     probes from a queue (reader.go, readqueue.go).
-//   - With AllDatacenters, one follows the list of datacenters
+//   - The watcher (watcher.go) owns all state: the scopes, their services,
+//     which services have a long poll, doorbell mode, the jobs' views.
+//     Everything else reports to it on channels; it never waits for an
+//     adapter.
+//   - One per blocking query: each scope's service lists, each service with
+//     a long poll of its own, and in doorbell mode the two other doorbells
+//     (poll.go). They block on Consul, which is why they are goroutines.
+//   - In doorbell mode, a few readers per scope make one-off reads and
+//     probes from a queue (reader.go, readqueue.go), and one goroutine reads
+//     the catalog summary when one is due (summary.go).
+//   - When a job watches every datacenter, one follows their list
 //     (datacenters.go).
-//   - Run's own goroutine forwards the job's mailbox to the adapter, so that
-//     a slow write never holds up the watcher.
+//   - Each Job.Run forwards its job's mailbox to the adapter, so that a slow
+//     write never holds up the watcher.
 //
 // # Watching modes
 //
-// While a datacenter's services fit its share of the connection budget,
-// each has a long poll of its own. When they do not, the datacenter is in
-// doorbell mode (doorbells.go): long polls for the services that changed
-// most recently, and doorbells and sweeps for the rest. The decisions of
-// that mode are values that take the time and are tested on their own: the
+// While a scope's services fit its share of the connection budget, each
+// has a long poll of its own. When they do not, the scope is in doorbell
+// mode (doorbells.go): long polls for the services that changed most
+// recently, and doorbells, the catalog summary and sweeps for the rest. The
+// decisions are values that take the time and are tested on their own: the
 // sweep pacer (sweeppacer.go), the long-poll allocator (allocator.go), the
-// health diff (healthdiff.go) and the read queue (readqueue.go).
+// health diff (healthdiff.go), the read queue (readqueue.go) and the
+// connection budget (budget.go).
 package consul
