@@ -61,6 +61,7 @@ type consulFlags struct {
 	health          string
 	tagSeparator    string
 	waitTime        time.Duration
+	verifyInterval  time.Duration
 	maxConnections  int
 	allowStale      bool
 	tlsCAFile       string
@@ -133,6 +134,8 @@ func (f *consulFlags) register(app *kingpin.Application) {
 		Default(consul.DefaultTagSeparator).StringVar(&f.tagSeparator)
 	durationFlag(app, "consul.wait-time", "How long Consul may hold a blocking query (at most 10m).",
 		consul.DefaultWaitTime, &f.waitTime)
+	durationFlag(app, "consul.verify-interval", "Plain HTTP, busy catalogs: how long a change the catalog summary cannot show (a port or meta rewrite among other changes) may wait for the sweep that finds it.",
+		consul.DefaultVerifyInterval, &f.verifyInterval)
 	intFlag(app, "consul.max-connections", "Most connections held to the Consul agent; keep it well below the agent's limits.http_max_conns_per_client (200).",
 		consul.DefaultMaxConnections, &f.maxConnections)
 	app.Flag("consul.allow-stale", "Let any Consul server answer reads, not only the leader.").
@@ -156,6 +159,7 @@ var flagOf = map[string]string{
 	"API.TLSConfig.KeyFile":  "--consul.tls.key-file",
 	"WaitTime":               "--consul.wait-time",
 	"MaxConnections":         "--consul.max-connections",
+	"VerifyInterval":         "--consul.verify-interval",
 	"Datacenters":            "--consul.datacenter",
 	"AllDatacenters":         "--consul.all-datacenters",
 	"TokenFile":              "--consul.token-file",
@@ -305,6 +309,7 @@ func (f *consulFlags) config() (consul.Config, error) {
 		WatchConfig: consul.WatchConfig{
 			API:            conf,
 			WaitTime:       f.waitTime,
+			VerifyInterval: f.verifyInterval,
 			MaxConnections: f.maxConnections,
 			TokenFile:      f.tokenFile,
 		},

@@ -33,6 +33,7 @@ type Consul struct {
 	TLSConfig      *TLSConfig `yaml:"tls_config,omitempty"`
 	MaxConnections int        `yaml:"max_connections,omitempty"`
 	WaitTime       Duration   `yaml:"wait_time,omitempty"`
+	VerifyInterval Duration   `yaml:"verify_interval,omitempty"`
 }
 
 // TLSConfig is how to talk TLS to an agent, as in Prometheus's tls_config.

@@ -248,7 +248,7 @@ func (cs *Consul) resolve(dir string) (consul.WatchConfig, error) {
 	if cs.MaxConnections < 0 || cs.MaxConnections > 0 && cs.MaxConnections < consul.MinConnections {
 		return consul.WatchConfig{}, fmt.Errorf("max_connections: %d is below the minimum of %d", cs.MaxConnections, consul.MinConnections)
 	}
-	w := consul.WatchConfig{API: conf, MaxConnections: cs.MaxConnections, WaitTime: time.Duration(cs.WaitTime)}
+	w := consul.WatchConfig{API: conf, MaxConnections: cs.MaxConnections, WaitTime: time.Duration(cs.WaitTime), VerifyInterval: time.Duration(cs.VerifyInterval)}
 	if cs.TokenFile != "" {
 		w.TokenFile = resolvePath(dir, cs.TokenFile)
 	}
@@ -402,6 +402,7 @@ var keyOf = map[string]string{
 	"API.TLSConfig.CertFile": "tls_config.cert_file",
 	"API.TLSConfig.KeyFile":  "tls_config.key_file",
 	"WaitTime":               "wait_time",
+	"VerifyInterval":         "verify_interval",
 	"MaxConnections":         "max_connections",
 	"TokenFile":              "token_file",
 	"Datacenters":            "datacenters",

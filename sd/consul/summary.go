@@ -26,10 +26,14 @@ import (
 // services table, so once the reads the summary asked for are done, each
 // ring is explained only if a read since carries its index (as a service's
 // index, or an instance's modify index; or the list of services itself
-// changed at it); an unexplained ring asks for a probe sweep. Two writes
-// close enough to ring once are seen as the later one: if only that one is
-// explained, the earlier may be hidden, so a sweep verifies every service
-// within VerifyInterval (10 minutes) of a ring a summary explained.
+// changed at it). When the summary covered a single ring and it is not
+// explained, that is such a rewrite: a probe sweep finds it. When it
+// covered several (a busy catalog: 5 changes a second at 10,000 services
+// fill the second a summary takes), an unexplained ring is most likely an
+// instance that came and went within the window — which leaves the file
+// right — and a sweep for each would cost the catalog's size per change;
+// so then, as for writes close enough to ring only once, a sweep verifies
+// every service within VerifyInterval (10 minutes).
 //
 // Summary reads are paced like sweeps (sweeppacer.go), with half the time
 // for reading allowed. An agent that has no summary for us (an older or a
@@ -214,9 +218,13 @@ func (w *watcher) explainRings(sc *scope, now time.Time) {
 			unexplained = max(unexplained, index)
 		}
 	}
+	alone := len(db.explaining) == 1
 	db.explaining = nil
 	db.pruneSeen()
-	if unexplained == 0 {
+	if unexplained == 0 || !alone {
+		// Among several changes, one the summary does not show is most
+		// likely an instance that came and went within the window (a
+		// crash-looping one); the verification sweep finds a rewrite.
 		db.pacer.verify(now, w.w.cfg.VerifyInterval)
 		return
 	}
