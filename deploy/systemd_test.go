@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -159,7 +158,6 @@ func TestSystemdUnitSettings(t *testing.T) {
 		{"Service", "ExecReload", "/bin/kill -HUP $MAINPID"},
 		{"Service", "KillSignal", "SIGTERM"},
 		{"Service", "Restart", "on-failure"},
-		{"Service", "RestartForceExitStatus", "SIGHUP"},
 		{"Service", "RuntimeDirectoryMode", "0755"},
 		{"Service", "RuntimeDirectoryPreserve", "restart"},
 		{"Service", "CapabilityBoundingSet", ""},
@@ -186,8 +184,8 @@ func TestSystemdUnitSettings(t *testing.T) {
 
 	// The file lands in the runtime directory, which other users (Prometheus)
 	// can traverse.
-	args := strings.Fields(u.one(t, "Service", "ExecStart"))
-	require.Equal(t, installedAt, args[0])
+	require.Equal(t, []string{installedAt, "$ARGS"}, strings.Fields(u.one(t, "Service", "ExecStart")))
+	args := strings.Fields(readEnvFile(t, envPath)["ARGS"])
 	require.Equal(t, "/run/"+u.one(t, "Service", "RuntimeDirectory"), path.Dir(flag(t, args, "--output.file")))
 
 	// The token: the credential's ID names the file CONSUL_HTTP_TOKEN_FILE
@@ -200,12 +198,12 @@ func TestSystemdUnitSettings(t *testing.T) {
 // TestSystemdCommandLineStarts runs the unit's command line with the
 // example environment file's ARGS, with only the paths and ports moved
 // into the test's reach: custom-sd must accept every flag, serve
-// /-/healthy, and stop with status 0 on the unit's KillSignal.
+// /-/healthy, keep running on the unit's ExecReload signal, and stop with
+// status 0 on its KillSignal.
 func TestSystemdCommandLineStarts(t *testing.T) {
 	t.Parallel()
 	u := parseUnit(t, unitPath)
 	env := readEnvFile(t, envPath)
-	require.NotContains(t, env["ARGS"], "--output.file", "the unit sets --output.file; kingpin refuses it twice")
 
 	var args []string
 	for _, a := range strings.Fields(u.one(t, "Service", "ExecStart"))[1:] {
@@ -216,13 +214,9 @@ func TestSystemdCommandLineStarts(t *testing.T) {
 		args = append(args, a)
 	}
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
 	moved := map[string]string{
 		"--output.file":        filepath.Join(dir, "custom_sd.json"),
-		"--web.listen-address": addr,
+		"--web.listen-address": "127.0.0.1:0", // the address comes from the log
 		"--consul.server":      "127.0.0.1:1", // nothing answers: custom-sd retries
 	}
 	for i, a := range args {
@@ -239,24 +233,28 @@ func TestSystemdCommandLineStarts(t *testing.T) {
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Env = append(os.Environ(), "CONSUL_HTTP_TOKEN_FILE="+token)
 	log, done := testproc.Start(t, "custom-sd", cmd)
-	require.Eventually(t, func() bool {
-		select {
-		case <-done:
-			return true // reported below
-		default:
-		}
+	addr := testproc.ListenAddress(t, log, done)
+	healthy := func() bool {
 		resp, err := http.Get("http://" + addr + "/-/healthy")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond)
+	}
+	require.Eventually(t, healthy, 20*time.Second, 20*time.Millisecond)
+
+	require.Equal(t, "/bin/kill -HUP $MAINPID", u.one(t, "Service", "ExecReload"))
+	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		return strings.Contains(log.String(), "Asked to reload")
+	}, 20*time.Second, 20*time.Millisecond, "custom-sd logs the reload")
 	select {
 	case <-done:
-		t.Fatalf("custom-sd exited:\n%s", log.String())
+		t.Fatalf("custom-sd exited on SIGHUP:\n%s", log.String())
 	default:
 	}
+	require.True(t, healthy(), "custom-sd still serves after SIGHUP")
 
 	require.Equal(t, "SIGTERM", u.one(t, "Service", "KillSignal"))
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
