@@ -72,7 +72,7 @@ test: consul prometheus lint
 demo: build consul prometheus
 	CONSUL=$(CONSUL) CUSTOM_SD=bin/custom-sd PROMETHEUS=$(PROMETHEUS) PROMTOOL=$(PROMTOOL) scripts/demo.sh
 
-## bench: every scenario behind docs/performance.md, then the side-by-side comparison over HTTP and HTTPS; the tables go to $(BENCH_OUT) (over an hour)
+## bench: every scenario behind docs/performance.md, then the side-by-side comparison over HTTP and HTTPS, then ten jobs four ways; the tables go to $(BENCH_OUT) (over an hour)
 BENCH_OUT ?= .bench/results.md
 BENCH = $(GO) run ./bench -consul $(CONSUL) -custom-sd bin/custom-sd
 COMPARE_SERVICES ?= 1000
@@ -81,6 +81,8 @@ COMPARE_INSTANCES ?= 3
 COMPARE_ARGS ?=
 COMPARE = $(BENCH) -services $(COMPARE_SERVICES) -instances $(COMPARE_INSTANCES) \
 	-compare -example $(EXAMPLE_SD) -consul-template $(CONSUL_TEMPLATE) -prometheus $(PROMETHEUS) $(COMPARE_ARGS)
+# Ten jobs in one custom-sd beside one job alone, ten custom-sd processes and ten consul_sd jobs in one Prometheus.
+JOBS = $(BENCH) -services 1000 -instances 3 -samples 30 -jobs 10 -prometheus $(PROMETHEUS)
 bench: build consul prometheus alternatives
 	mkdir -p $(dir $(BENCH_OUT))
 	set -o pipefail; { \
@@ -90,7 +92,8 @@ bench: build consul prometheus alternatives
 	  $(BENCH) -services 10000 -instances 10 -samples 20 && \
 	  $(BENCH) -services 10000 -instances 10 -samples 30 -https && \
 	  $(COMPARE) && \
-	  $(COMPARE) -https; \
+	  $(COMPARE) -https && \
+	  $(JOBS); \
 	} | tee $(BENCH_OUT).tmp
 	mv $(BENCH_OUT).tmp $(BENCH_OUT)
 	@echo "tables written to $(BENCH_OUT)"

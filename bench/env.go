@@ -118,7 +118,11 @@ func startCatalog(cfg config, name string, https bool) (dir string, a *agent, cl
 	}
 	cleanup = func() {
 		a.stop()
-		os.RemoveAll(dir)
+		if os.Getenv("BENCH_KEEP") == "" {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "keeping", dir)
+		}
 	}
 	if err = a.load(cfg.services, cfg.instances); err != nil {
 		cleanup()
@@ -142,7 +146,14 @@ func serviceName(s int) string { return fmt.Sprintf("svc-%05d", s) }
 // service on the same node. (Consul's cost per write grows with the
 // instances on the node written to: ten nodes holding 10,000 instances each
 // make loading 10,000 × 10 take a quarter of an hour.)
-type topology struct{ instances, nodes int }
+//
+// With labelled set (the multi-job scenario), services and nodes also carry
+// what jobs select on: service s is tagged "t<s%3>", and "prod" when s is
+// even; node n has the meta rack=r<n%4>.
+type topology struct {
+	instances, nodes int
+	labelled         bool
+}
 
 // topo is set once from the flags.
 var topo = topology{instances: 3, nodes: 3}
@@ -173,7 +184,33 @@ func targetAddress(s, i int) string {
 
 // loadedService is instance i of service s as the harness registers it.
 func loadedService(s, i int) api.AgentService {
-	return api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + s, Tags: []string{"bench"}}
+	return api.AgentService{ID: instanceID(s, i), Service: serviceName(s), Port: 10000 + s, Tags: serviceTags(s)}
+}
+
+// serviceTags are the tags every instance of service s carries.
+func serviceTags(s int) []string {
+	if !topo.labelled {
+		return []string{"bench"}
+	}
+	tags := []string{"bench", fmt.Sprintf("t%d", s%3)}
+	if s%2 == 0 {
+		tags = append(tags, "prod")
+	}
+	return tags
+}
+
+// tagsLabel is the __meta_consul_tags label, as it shows in the file, of an
+// instance of service s carrying extra tags after its own.
+func tagsLabel(s int, extra ...string) string {
+	return `"__meta_consul_tags":",` + strings.Join(append(serviceTags(s), extra...), ",") + `,"`
+}
+
+// nodeMeta is the meta of node n.
+func nodeMeta(n int) map[string]string {
+	if !topo.labelled {
+		return nil
+	}
+	return map[string]string{"rack": fmt.Sprintf("r%d", n%4)}
 }
 
 // registerOps writes (or rewrites) instance i of service s with the check
@@ -184,7 +221,7 @@ func registerOps(s, i int, status string) api.TxnOps {
 	node := nodeName(n)
 	id := instanceID(s, i)
 	return api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(n)}}},
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: nodeAddress(n), Meta: nodeMeta(n)}}},
 		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: loadedService(s, i)}},
 		{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: api.HealthCheck{
 			Node: node, CheckID: "check:" + id, Name: "check", Status: status, ServiceID: id,
@@ -277,11 +314,13 @@ type proxy struct {
 	failed    atomic.Int64 // requests the proxy could not forward (the agent refused or cut the connection)
 	conns     atomic.Int64
 	peakConns atomic.Int64
+	opened    atomic.Int64 // client connections accepted in all
+	transport *http.Transport
 }
 
 func startProxy(target string) (*proxy, error) {
-	p := &proxy{}
-	rp := p.reverseProxy("http://"+target, &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second})
+	p := &proxy{transport: &http.Transport{MaxIdleConnsPerHost: 1000, IdleConnTimeout: 90 * time.Second}}
+	rp := p.reverseProxy("http://"+target, p.transport)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -322,10 +361,21 @@ func (p *proxy) reverseProxy(target string, transport http.RoundTripper) *httput
 	return rp
 }
 
+// close stops the proxy and closes its idle connections to the agent,
+// which would otherwise count against the agent's limit for this address
+// in the next run.
+func (p *proxy) close() {
+	_ = p.srv.Close()
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
+	}
+}
+
 // connState counts client connections.
 func (p *proxy) connState(s http.ConnState) {
 	switch s {
 	case http.StateNew:
+		p.opened.Add(1)
 		n := p.conns.Add(1)
 		for {
 			peak := p.peakConns.Load()

@@ -4,6 +4,7 @@
 //
 //	make bench                      # the scenarios in docs/performance.md
 //	go run ./bench -services 100 -instances 3 -samples 60
+//	go run ./bench -services 1000 -instances 3 -samples 30 -jobs 10 -prometheus prometheus
 //
 // It starts its own Consul dev agent (default limits) on loopback ports, a
 // counting proxy in front of it, and custom-sd behind that proxy.
@@ -92,6 +93,8 @@ func main() {
 	flag.StringVar(&cc.consulTemplate, "consul-template", "", "the consul-template binary (make alternatives)")
 	flag.StringVar(&cc.prometheus, "prometheus", "", "a Prometheus binary, to measure its consul_sd")
 	flag.DurationVar(&cc.deadline, "deadline", 3*time.Minute, "how long -compare waits for each tool's first complete view")
+	jobs := flag.Int("jobs", 0, "instead of the scenarios: this many jobs with overlapping selections (up to 10) in one custom-sd, beside the all-services job alone, the jobs as as many custom-sd processes, and as consul_sd jobs in one Prometheus (with -prometheus)")
+	promWait := flag.Duration("prom-wait", 2*time.Minute, "with -jobs: how long Prometheus's consul_sd jobs get before their targets are counted")
 	soak := flag.Duration("soak", 0, "instead of the scenarios: churn steadily for this long and sample custom-sd's memory and goroutines")
 	soakEvery := flag.Duration("soak-sample", time.Minute, "sampling interval of -soak")
 	flag.Parse()
@@ -101,6 +104,13 @@ func main() {
 	}
 	topo = newTopology(cfg.services, cfg.instances)
 
+	if *jobs > 0 {
+		if err := runJobs(cfg, cc, *jobs, *promWait); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: jobs:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *compare {
 		if err := runCompare(cfg, cc); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: compare:", err)
@@ -321,7 +331,7 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 		}
 		svc := loadedService(s, i)
 		svc.Tags = append(svc.Tags, fmt.Sprintf("in-place-%d", k))
-		if err := timeIt("in-place tags", serviceSetOps(s, i, svc), has(fmt.Sprintf(`"__meta_consul_tags":",bench,in-place-%d,"`, k))); err != nil {
+		if err := timeIt("in-place tags", serviceSetOps(s, i, svc), has(tagsLabel(s, fmt.Sprintf("in-place-%d", k)))); err != nil {
 			return err
 		}
 		svc.Meta = map[string]string{"bench": fmt.Sprint(k)}
@@ -338,7 +348,7 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 		loaded := fmt.Sprintf(`"__meta_consul_service_port":"%d"`, 10000+s)
 		if _, err := w.waitFor(ctx, out, func(b []byte) bool {
 			l := entryLine(b, id)
-			return bytes.Contains(l, []byte(loaded)) && bytes.Contains(l, []byte(`"__meta_consul_tags":",bench,"`)) &&
+			return bytes.Contains(l, []byte(loaded)) && bytes.Contains(l, []byte(tagsLabel(s))) &&
 				!bytes.Contains(l, []byte(`"__meta_consul_service_metadata_bench"`))
 		}); err != nil {
 			return fmt.Errorf("in-place: put back: %w", err)
