@@ -54,24 +54,45 @@ func healthRequests(f *fakeConsul, services int) int {
 // In doorbell mode a register or deregistration on a service without a
 // long poll is found through the catalog summary: one summary read and one
 // read of the service, no sweep. A rewrite the summary does not show (a
-// port) is found by a sweep; and an agent without a summary gets sweeps.
+// port) is found by a sweep when it is the only change; among other changes
+// it waits for the verification sweep, as does an instance that came and
+// went while the summary was read. An agent without a summary gets sweeps.
 func TestCatalogChangesInDoorbellMode(t *testing.T) {
 	port := func(svc, id string, p int) *api.ServiceEntry {
 		e := instance(svc, id)
 		e.Service.Port = p
 		return e
 	}
+	rewrite := func(f *fakeConsul) { f.setEntries("svc3", port("svc3", "svc3-a", 81)) }
+	// whileSummaryRead makes first, then (once the summary read it caused
+	// is under way) then.
+	whileSummaryRead := func(first, then func(f *fakeConsul)) func(f *fakeConsul) {
+		return func(f *fakeConsul) {
+			release := f.gate(summaryPath)
+			first(f)
+			synctest.Wait()
+			then(f)
+			synctest.Wait()
+			release()
+		}
+	}
 	tests := []struct {
 		name      string
 		noSummary bool
 		change    func(f *fakeConsul)
 		want      []string // svc3's instances afterwards
-		sweep     bool     // found by a sweep
+		port      string   // svc3-a's port afterwards
+		reads     int      // services read, without a sweep
+		found     string   // "sweep": found by a sweep at once; "verify": only by the verification sweep
 	}{
-		{"a register", false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, false},
-		{"a deregistration", false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }, []string{"svc3-a"}, false},
-		{"a rewrite the summary does not show", false, func(f *fakeConsul) { f.setEntries("svc3", port("svc3", "svc3-a", 81)) }, []string{"svc3-a"}, true},
-		{"no summary", true, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, true},
+		{"a register", false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, "80", 1, ""},
+		{"a deregistration", false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }, []string{"svc3-a"}, "80", 1, ""},
+		{"a rewrite the summary does not show", false, rewrite, []string{"svc3-a"}, "81", 0, "sweep"},
+		{"a rewrite among other changes", false, whileSummaryRead(func(f *fakeConsul) { f.set("svc4", 0, "svc4-a", "svc4-b") }, rewrite),
+			[]string{"svc3-a"}, "81", 1, "verify"},
+		{"an instance that came and went", false, whileSummaryRead(func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }),
+			[]string{"svc3-a"}, "80", 0, "verify"},
+		{"no summary", true, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, "80", 0, "sweep"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,17 +114,20 @@ func TestCatalogChangesInDoorbellMode(t *testing.T) {
 				tc.change(f)
 				time.Sleep(time.Minute) // past any sweep's pacing
 				synctest.Wait()
+				if tc.found == "sweep" {
+					require.Greater(t, testutil.ToFloat64(d.metrics.sweeps), sweeps, "a sweep found it")
+				} else {
+					require.Equal(t, sweeps, testutil.ToFloat64(d.metrics.sweeps), "no sweep")
+					require.Equal(t, tc.reads, healthRequests(f, services)-before, "reads of the changed services only: %v", f.requests)
+				}
+				if tc.found == "verify" {
+					time.Sleep(DefaultVerifyInterval)
+					synctest.Wait()
+					require.Greater(t, testutil.ToFloat64(d.metrics.sweeps), sweeps, "the verification sweep ran")
+				}
 				got, _ := c.snapshot()
 				require.Equal(t, tc.want, got["svc3"])
-				if tc.name == "a rewrite the summary does not show" {
-					require.Equal(t, "81", c.labels("svc3", "svc3-a")[servicePortLabel])
-				}
-				if tc.sweep {
-					require.Greater(t, testutil.ToFloat64(d.metrics.sweeps), sweeps, "a sweep found it")
-					return
-				}
-				require.Equal(t, sweeps, testutil.ToFloat64(d.metrics.sweeps), "no sweep")
-				require.Equal(t, 1, healthRequests(f, services)-before, "one read: the changed service")
+				require.Equal(t, tc.port, c.labels("svc3", "svc3-a")[servicePortLabel])
 			})
 		})
 	}

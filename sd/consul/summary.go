@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"net/http"
 	"slices"
@@ -26,8 +27,11 @@ import (
 // services table, so once the reads the summary asked for are done, each
 // ring is explained only if a read since carries its index (as a service's
 // index, or an instance's modify index; or the list of services itself
-// changed at it). When the summary covered a single ring and it is not
-// explained, that is such a rewrite: a probe sweep finds it. When it
+// changed at it). The summary shows every write up to its own index, so it
+// covers the rings that came before it was read and those of writes up to
+// its index that come after. When it covered a single ring and that ring is
+// not explained, the ring is such a rewrite and a probe sweep finds it (after
+// loneGrace, for a ring of a write the summary showed to come). When it
 // covered several (a busy catalog: 5 changes a second at 10,000 services
 // fill the second a summary takes), an unexplained ring is most likely an
 // instance that came and went within the window — which leaves the file
@@ -43,6 +47,10 @@ const (
 	summaryDebtFactor = 1
 	summaryAllowance  = 2 * time.Second
 	summaryPath       = "/v1/internal/ui/services"
+	// loneGrace is how long the sweep for a lone unexplained ring waits
+	// for the ring of another write the summary showed: a doorbell polls
+	// again at most 10 ms after a ring, and the agent answers at once.
+	loneGrace = 250 * time.Millisecond
 )
 
 // shape is what the summary shows of a service's instances, hashed: their
@@ -94,9 +102,10 @@ type summaryRow struct {
 
 // summaryDone is a finished summary read of a scope.
 type summaryDone struct {
-	sc   *scope
-	rows []summaryRow
-	err  error
+	sc    *scope
+	rows  []summaryRow
+	index uint64 // the summary shows every write up to this index
+	err   error
 }
 
 // requestSummary notes a ring of the service list at index and reads the
@@ -107,8 +116,20 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 		w.requestSweep(sc, now, index)
 		return
 	}
-	db.rings = append(db.rings, index)
 	db.lastRing = max(db.lastRing, index)
+	if db.lone != 0 && index <= db.loneCover {
+		// The summary that left a ring unexplained showed another write:
+		// the ring was not alone after all.
+		db.lone, db.loneAt = 0, time.Time{}
+		db.pacer.verify(now, w.w.cfg.VerifyInterval)
+	}
+	if index <= db.summary.covered && !db.summary.running {
+		// A summary read after the write came back before its ring: it
+		// showed the write, but was explained without it.
+		db.pacer.verify(now, w.w.cfg.VerifyInterval)
+		return
+	}
+	db.rings = append(db.rings, index)
 	if db.summary.request(now, index) {
 		w.startSummary(sc, now)
 	}
@@ -126,12 +147,12 @@ func (w *watcher) startSummary(sc *scope, now time.Time) {
 	db.rings = nil
 	ctx := db.ctx
 	w.wg.Go(func() {
-		rows, err := w.readSummary(ctx, sc)
+		rows, index, err := w.readSummary(ctx, sc)
 		if ctx.Err() != nil {
 			return
 		}
 		select {
-		case w.summaries <- summaryDone{sc, rows, err}:
+		case w.summaries <- summaryDone{sc: sc, rows: rows, index: index, err: err}:
 		case <-ctx.Done():
 		}
 	})
@@ -139,16 +160,17 @@ func (w *watcher) startSummary(sc *scope, now time.Time) {
 
 // readSummary reads the catalog summary of sc's scope from the leader (a
 // ring means a write; a lagging server might not have it yet).
-func (w *watcher) readSummary(ctx context.Context, sc *scope) ([]summaryRow, error) {
+func (w *watcher) readSummary(ctx context.Context, sc *scope) ([]summaryRow, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout(0))
 	defer cancel()
 	k := sc.key
 	q := (&api.QueryOptions{Datacenter: k.datacenter, Namespace: k.namespace, Partition: k.partition}).WithContext(ctx)
 	var rows []summaryRow
-	if _, err := w.w.client.Raw().Query(summaryPath, &rows, q); err != nil {
-		return nil, err
+	meta, err := w.w.client.Raw().Query(summaryPath, &rows, q)
+	if err != nil {
+		return nil, 0, err
 	}
-	return rows, nil
+	return rows, meta.LastIndex, nil
 }
 
 // summarized takes in a finished summary read: it reads the services whose
@@ -173,6 +195,7 @@ func (w *watcher) summarized(d summaryDone) {
 		w.requestSweep(sc, now, index) // the change is found anyway
 		return
 	}
+	db.coverRings(d.index)
 	for _, row := range d.rows {
 		s := sc.services[row.Name]
 		if s == nil || !s.fetched || s.hasLongPoll() {
@@ -182,13 +205,33 @@ func (w *watcher) summarized(d summaryDone) {
 			db.summaryReads++
 		}
 	}
-	db.explain = true
+	db.explain, db.shows = true, d.index
 	again := db.summary.finish(now)
 	if db.summaryReads == 0 {
 		w.explainRings(sc, now)
 	}
 	if again {
 		w.startSummary(sc, now)
+	}
+}
+
+// coverRings adds the rings that came while the summary was read, of writes
+// up to index that it already shows, to those it explains: they need no
+// summary of their own, and a ring the summary does not show is then known
+// to be alone only if no other write came before the summary was read.
+func (db *doorbells) coverRings(index uint64) {
+	kept := db.rings[:0]
+	for _, r := range db.rings {
+		if r <= index {
+			db.explaining = append(db.explaining, r)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	db.rings = kept
+	db.summary.covered = max(db.summary.covered, index)
+	if len(db.rings) == 0 {
+		db.summary.again = false
 	}
 }
 
@@ -219,6 +262,7 @@ func (w *watcher) explainRings(sc *scope, now time.Time) {
 		}
 	}
 	alone := len(db.explaining) == 1
+	covered := db.explaining
 	db.explaining = nil
 	db.pruneSeen()
 	if unexplained == 0 || !alone {
@@ -228,8 +272,23 @@ func (w *watcher) explainRings(sc *scope, now time.Time) {
 		db.pacer.verify(now, w.w.cfg.VerifyInterval)
 		return
 	}
-	level.Debug(sc.logger).Log("msg", "A catalog change the summary does not show; sweeping", "index", unexplained)
-	w.requestSweep(sc, now, unexplained)
+	// The ring of a write the summary showed may still come (a doorbell
+	// polls again after each ring); the sweep waits a little for it.
+	db.lone, db.loneAt, db.loneCover = unexplained, now.Add(loneGrace), db.shows
+	level.Debug(sc.logger).Log("msg", "A catalog change the summary does not show", "index", unexplained, "summary_index", db.shows, "covered", fmt.Sprint(covered))
+}
+
+// loneDue starts the sweep for a lone unexplained ring once its grace is
+// over.
+func (w *watcher) loneDue(sc *scope, now time.Time) {
+	db := sc.doorbells
+	if db.lone == 0 || now.Before(db.loneAt) {
+		return
+	}
+	index := db.lone
+	db.lone, db.loneAt = 0, time.Time{}
+	level.Debug(sc.logger).Log("msg", "No other write came with the change the summary does not show; sweeping", "index", index)
+	w.requestSweep(sc, now, index)
 }
 
 // noteWrites records the write indexes a read shows (the service's own, and

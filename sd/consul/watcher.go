@@ -477,6 +477,9 @@ func (w *watcher) sweepsDue() {
 		if sc.doorbells != nil && sc.doorbells.summary.fire(now) {
 			w.startSummary(sc, now)
 		}
+		if sc.doorbells != nil {
+			w.loneDue(sc, now)
+		}
 	}
 }
 
@@ -488,7 +491,7 @@ func (w *watcher) setSweepTimer() {
 		if sc.doorbells == nil {
 			continue
 		}
-		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next()} {
+		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next(), sc.doorbells.loneAt} {
 			if !due.IsZero() && (next.IsZero() || due.Before(next)) {
 				next = due
 			}
