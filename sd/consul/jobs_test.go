@@ -73,20 +73,12 @@ func healthReads(f *fakeConsul) int {
 
 // Jobs that differ in what is applied after the read share every read: a
 // service costs Consul what it costs for one job, in every watching mode.
+// One job reads each service once at start, and in doorbell mode perhaps
+// once more when long polls take over (depending on which finishes first);
+// four jobs reading apart would read each service four times.
 func TestJobsShareReads(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode.name, func(t *testing.T) {
-			var alone int
-			synctest.Test(t, func(t *testing.T) {
-				f := tagged()
-				w := fakeWatch(t, f, mode.maxConns)
-				all, _ := startJob(t, w, JobConfig{})
-				runWatch(t, w)
-				settle()
-				got, _ := all.snapshot()
-				require.Len(t, got, 8)
-				alone = healthReads(f)
-			})
 			synctest.Test(t, func(t *testing.T) {
 				f := tagged()
 				w := fakeWatch(t, f, mode.maxConns)
@@ -108,7 +100,8 @@ func TestJobsShareReads(t *testing.T) {
 				require.Equal(t, ";dev;", two.labels("svc1", "svc1-dev")[tagsLabel], "each job's own tag separator")
 				got, _ = local.snapshot()
 				require.Equal(t, []string{"svc5-dev"}, got["svc5"], "a health filter applied after the read")
-				require.Equal(t, alone, healthReads(f), "four jobs read each service as one does")
+				require.GreaterOrEqual(t, healthReads(f), 8)
+				require.LessOrEqual(t, healthReads(f), 2*8, "four jobs read each service as one does")
 
 				f.setEntries("svc1", instance("svc1", "svc1-prod", "prod"), instance("svc1", "svc1-new", "prod"))
 				settle()
