@@ -189,10 +189,10 @@ func (w *watcher) startupDone(sc *scope) {
 }
 
 // readSoon queues a read of s ahead of any sweep, for the summary if
-// summary is true, and reports whether it queued one (a read already
-// waiting is not queued twice).
+// summary is true, and reports whether a read of s will come: one already
+// waiting serves (readQueue.push); a long poll needs none.
 func (w *watcher) readSoon(sc *scope, s *service, summary bool) bool {
-	if sc.doorbells == nil || s.hasLongPoll() || sc.doorbells.queue.waiting(s.name) {
+	if sc.doorbells == nil || s.hasLongPoll() {
 		return false
 	}
 	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, summary: summary})

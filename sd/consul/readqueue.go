@@ -31,14 +31,23 @@ func newReadQueue() *readQueue {
 	return &readQueue{queued: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 }
 
-// push queues j.
+// push queues j. An urgent read of a service whose urgent read already
+// waits is not queued twice: the waiting one serves both, and is marked as
+// asked for by a summary if j was.
 func (q *readQueue) push(j readJob) {
 	q.mu.Lock()
-	if j.sweep {
+	switch _, dup := q.queued[j.name]; {
+	case j.sweep:
 		q.sweep = append(q.sweep, j)
-	} else if _, dup := q.queued[j.name]; !dup {
+	case !dup:
 		q.queued[j.name] = struct{}{}
 		q.urgent = append(q.urgent, j)
+	case j.summary:
+		for i := range q.urgent {
+			if q.urgent[i].name == j.name {
+				q.urgent[i].summary = true
+			}
+		}
 	}
 	q.mu.Unlock()
 	q.signal()

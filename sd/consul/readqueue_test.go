@@ -20,6 +20,7 @@ func TestReadQueue(t *testing.T) {
 		{"an urgent read waits once", []readJob{{name: "a"}, {name: "b"}, {name: "a"}}, []string{"a", "b"}, []string{"a", "b"}},
 		{"sweep reads are not merged", []readJob{{name: "a", sweep: true, probe: true}, {name: "a", sweep: true}}, []string{"a", "a"}, nil},
 		{"an urgent read beside a sweep read of the same service", []readJob{{name: "a", sweep: true}, {name: "a"}}, []string{"a", "a"}, []string{"a"}},
+		{"a summary's read joins one that waits", []readJob{{name: "a"}, {name: "b"}, {name: "a", summary: true}}, []string{"a", "b"}, []string{"a", "b"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -31,12 +32,19 @@ func TestReadQueue(t *testing.T) {
 				require.Equal(t, slices.Contains(tc.waiting, name), q.waiting(name), "waiting(%s)", name)
 			}
 			var got []string
+			summary := map[string]bool{}
 			for range tc.want {
 				j, ok := q.pop(t.Context())
 				require.True(t, ok)
 				got = append(got, j.name)
+				summary[j.name] = summary[j.name] || j.summary
 			}
 			require.Equal(t, tc.want, got)
+			for _, j := range tc.push {
+				if j.summary {
+					require.True(t, summary[j.name], "the read of %s reports to the summary", j.name)
+				}
+			}
 			require.False(t, q.waiting("a"), "popped reads no longer wait")
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
