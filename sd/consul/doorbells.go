@@ -92,9 +92,13 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 	// connection each.
 	db := &doorbells{
 		share: slots, ctx: ctx, cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-4-readers, 0)),
-		summary: newSweepPacer(), summaryOff: sc.key.healthFilter != "", seen: map[uint64]struct{}{},
+		summary: newSweepPacer(), seen: map[uint64]struct{}{},
 	}
 	db.summary.factor, db.summary.allowance = summaryDebtFactor, summaryAllowance
+	db.pacer.factor = rewriteDebtFactor
+	if sc.key.healthFilter != "" {
+		db.noSummary()
+	}
 	sc.doorbells = db
 	w.w.doorbellScopes.Add(1)
 	level.Info(sc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",

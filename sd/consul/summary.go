@@ -186,7 +186,7 @@ func (w *watcher) summarized(d summaryDone) {
 	if d.err != nil {
 		var se api.StatusError
 		if errors.As(d.err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusForbidden) {
-			db.summaryOff = true
+			db.noSummary()
 			level.Info(sc.logger).Log("msg", "Consul gives no catalog summary; sweeps find catalog changes instead", "err", d.err)
 		} else {
 			db.summary.readFailed(now, d.err)
@@ -213,6 +213,13 @@ func (w *watcher) summarized(d summaryDone) {
 	if again {
 		w.startSummary(sc, now)
 	}
+}
+
+// noSummary makes every ring of the service list start a sweep, paced as
+// such.
+func (db *doorbells) noSummary() {
+	db.summaryOff = true
+	db.pacer.factor = sweepDebtFactor
 }
 
 // coverRings adds the rings that came while the summary was read, of writes

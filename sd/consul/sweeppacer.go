@@ -7,18 +7,22 @@ import (
 )
 
 // Sweep pacing. A sweep probes every service without a long poll; it is
-// how a datacenter in doorbell mode learns which service a catalog or node
-// change touched. The pacer decides when sweeps run:
+// how a datacenter in doorbell mode learns which service a change the
+// catalog summary does not show touched (or any catalog change, without a
+// summary). The pacer decides when sweeps run:
 //
 //   - A ring at or below the index a sweep already covers starts nothing:
 //     a sweep started after a doorbell's index was seen covers every write
 //     up to that index. A ring while a sweep runs asks for one more sweep
 //     after it.
-//   - Over time probing takes at most 1/(1+sweepDebtFactor) of the time:
-//     each sweep adds sweepDebtFactor times its duration, scaled by the share
-//     of probes in it (first reads of services are owed in any mode), to a
-//     debt that drains in real time, and a sweep waits while the debt is
-//     above sweepAllowance.
+//   - Over time probing takes at most 1/(1+factor) of the time: each sweep
+//     adds factor times its duration, scaled by the share of probes in it
+//     (first reads of services are owed in any mode), to a debt that drains
+//     in real time, and a sweep waits while the debt is above
+//     sweepAllowance. The factor is sweepDebtFactor when every catalog
+//     change needs a sweep (no summary), and rewriteDebtFactor when only
+//     rewrites the summary cannot show do: those are rare, and each waits
+//     for its sweep.
 //   - After a sweep with failed reads (or a failed read between sweeps),
 //     the next sweep waits for a jittered exponential backoff, so that the
 //     failed services are read again without hammering a struggling agent.
@@ -28,8 +32,12 @@ import (
 const (
 	// sweepAllowance is how much sweep debt still lets a sweep start at once.
 	sweepAllowance = time.Second
-	// sweepDebtFactor makes sweeping take at most 1/(1+factor) of the time.
+	// sweepDebtFactor makes sweeping take at most a fifth of the time
+	// when every catalog change needs a sweep.
 	sweepDebtFactor = 4
+	// rewriteDebtFactor makes sweeping take at most half the time when the
+	// summary leaves only rewrites to sweeps.
+	rewriteDebtFactor = 1
 )
 
 // sweepPacer decides when one scope's catalog-wide reads of one kind (probe
