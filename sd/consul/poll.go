@@ -45,6 +45,22 @@ type poller struct {
 	minInterval time.Duration // least time between two requests
 	allowStale  bool
 	resets      prometheus.Counter // counts indexes that went backwards; may be nil
+	immediate   chan struct{}      // a slot for each request without an index, held until its result is taken; nil for none
+}
+
+// take holds a slot of p.immediate for a request without an index (Consul
+// answers it at once, however large) until the returned release is called;
+// a blocking query needs none. ok is false if ctx ended first.
+func (p poller) take(ctx context.Context, index uint64) (release func(), ok bool) {
+	if index != 0 || p.immediate == nil {
+		return func() {}, true
+	}
+	select {
+	case p.immediate <- struct{}{}:
+		return func() { <-p.immediate }, true
+	case <-ctx.Done():
+		return nil, false
+	}
 }
 
 // poll runs fetch as a blocking query until ctx is cancelled and calls
@@ -64,14 +80,20 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 		failing error
 	)
 	for {
+		release, ok := p.take(ctx, index)
+		if !ok {
+			return
+		}
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout(p.wait))
 		q := (&api.QueryOptions{Datacenter: p.dc, Namespace: p.namespace, Partition: p.partition, WaitIndex: index, WaitTime: p.wait, AllowStale: p.allowStale, Filter: p.filter}).WithContext(rctx)
 		res, meta, err := fetch(rctx, q)
 		cancel()
 		if ctx.Err() != nil {
+			release()
 			return
 		}
 		if err != nil {
+			release()
 			delay := retryDelay(&retry, err)
 			logFailure(p, failing, err, delay)
 			failing, index = err, 0
@@ -98,6 +120,7 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 		default:
 			deliver(res, next)
 		}
+		release()
 		// Consul never returns 0, but a 0 would turn blocking queries into a
 		// hot loop of immediate answers.
 		known = max(next, 1)

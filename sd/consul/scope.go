@@ -326,6 +326,7 @@ func (w *watcher) poller(sc *scope, what, endpoint, filter string) poller {
 		minInterval: w.w.cfg.MinRequestInterval,
 		allowStale:  sc.key.stale,
 		resets:      w.w.metrics.resets,
+		immediate:   w.w.immediate,
 	}
 }
 

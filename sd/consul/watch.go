@@ -27,6 +27,12 @@ type Watch struct {
 	logger    log.Logger
 	metrics   *metrics
 
+	// immediate holds a slot for each read Consul answers at once (a long
+	// poll's first read, or one after a failure): over HTTP/2 nothing else
+	// bounds them, and at start 10,000 of them decoded at once would hold
+	// the whole catalog several times over.
+	immediate chan struct{}
+
 	attach  chan *job     // jobs joining while the watcher runs
 	detach  chan *job     // jobs leaving
 	stopped chan struct{} // closed when Run returns
@@ -74,7 +80,7 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 		return nil, err
 	}
 	w := &Watch{
-		cfg: cfg, client: c, transport: t, logger: cfg.Logger,
+		cfg: cfg, client: c, transport: t, logger: cfg.Logger, immediate: make(chan struct{}, cfg.MaxConnections),
 		attach: make(chan *job), detach: make(chan *job), stopped: make(chan struct{}),
 	}
 	w.budgetNow.Store(int64(cfg.MaxConnections))
