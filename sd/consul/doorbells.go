@@ -67,12 +67,10 @@ type doorbells struct {
 	rings        []uint64            // indexes of rings no summary has started for yet
 	explaining   []uint64            // those the last summary covered, to explain
 	explain      bool                // explain them once the summary's reads are done
-	shows        uint64              // the summary that covered them shows every write up to this index
 	seen         map[uint64]struct{} // write indexes reads showed above lastRing, or that rings wait for
 	lastRing     uint64              // the highest ring index
 	lone         uint64              // a ring the summary did not explain, alone in it: it gets a sweep at loneAt
-	loneAt       time.Time           // unless a ring of a write the summary showed (up to loneCover) comes first
-	loneCover    uint64              // the index of that summary
+	loneAt       time.Time           // unless another ring comes first
 
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads

@@ -3,7 +3,6 @@ package consul
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"net/http"
 	"slices"
@@ -28,16 +27,17 @@ import (
 // ring is explained only if a read since carries its index (as a service's
 // index, or an instance's modify index; or the list of services itself
 // changed at it). The summary shows every write up to its own index, so it
-// covers the rings that came before it was read and those of writes up to
-// its index that come after. When it covered a single ring and that ring is
-// not explained, the ring is such a rewrite and a probe sweep finds it (after
-// loneGrace, for a ring of a write the summary showed to come). When it
-// covered several (a busy catalog: 5 changes a second at 10,000 services
-// fill the second a summary takes), an unexplained ring is most likely an
-// instance that came and went within the window — which leaves the file
-// right — and a sweep for each would cost the catalog's size per change;
-// so then, as for writes close enough to ring only once, a sweep verifies
-// every service within VerifyInterval (10 minutes).
+// also covers the rings of those writes that come after it was read.
+//
+// When the catalog is quiet — the summary covered a single ring, no other
+// came while it was read, nor in the loneGrace after — an unexplained ring
+// is such a rewrite, and a probe sweep finds it. When it is busy (5 changes
+// a second at 10,000 services fill the second a summary takes), an
+// unexplained ring is most likely an instance that came and went, or a
+// write that a later one to the same service hid from the read: either
+// leaves the file right, and a sweep for each would cost the catalog's
+// size per change. Then, as for writes close enough to ring only once, a
+// sweep verifies every service within VerifyInterval (10 minutes).
 //
 // Summary reads are paced like sweeps (sweeppacer.go), with half the time
 // for reading allowed. An agent that has no summary for us (an older or a
@@ -48,8 +48,8 @@ const (
 	summaryAllowance  = 2 * time.Second
 	summaryPath       = "/v1/internal/ui/services"
 	// loneGrace is how long the sweep for a lone unexplained ring waits
-	// for the ring of another write the summary showed: a doorbell polls
-	// again at most 10 ms after a ring, and the agent answers at once.
+	// for the ring of another write: one the summary showed comes at once
+	// (a doorbell polls again at most 10 ms after a ring).
 	loneGrace = 250 * time.Millisecond
 )
 
@@ -117,9 +117,9 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 		return
 	}
 	db.lastRing = max(db.lastRing, index)
-	if db.lone != 0 && index <= db.loneCover {
-		// The summary that left a ring unexplained showed another write:
-		// the ring was not alone after all.
+	if db.lone != 0 {
+		// Another write came before the sweep for a lone unexplained ring:
+		// the catalog is busy after all.
 		db.lone, db.loneAt = 0, time.Time{}
 		db.pacer.verify(now, w.w.cfg.VerifyInterval)
 	}
@@ -205,7 +205,7 @@ func (w *watcher) summarized(d summaryDone) {
 			db.summaryReads++
 		}
 	}
-	db.explain, db.shows = true, d.index
+	db.explain = true
 	again := db.summary.finish(now)
 	if db.summaryReads == 0 {
 		w.explainRings(sc, now)
@@ -268,8 +268,7 @@ func (w *watcher) explainRings(sc *scope, now time.Time) {
 			unexplained = max(unexplained, index)
 		}
 	}
-	alone := len(db.explaining) == 1
-	covered := db.explaining
+	alone := len(db.explaining) == 1 && len(db.rings) == 0
 	db.explaining = nil
 	db.pruneSeen()
 	if unexplained == 0 || !alone {
@@ -281,8 +280,8 @@ func (w *watcher) explainRings(sc *scope, now time.Time) {
 	}
 	// The ring of a write the summary showed may still come (a doorbell
 	// polls again after each ring); the sweep waits a little for it.
-	db.lone, db.loneAt, db.loneCover = unexplained, now.Add(loneGrace), db.shows
-	level.Debug(sc.logger).Log("msg", "A catalog change the summary does not show", "index", unexplained, "summary_index", db.shows, "covered", fmt.Sprint(covered))
+	db.lone, db.loneAt = unexplained, now.Add(loneGrace)
+	level.Debug(sc.logger).Log("msg", "A catalog change the summary does not show", "index", unexplained)
 }
 
 // loneDue starts the sweep for a lone unexplained ring once its grace is
