@@ -63,7 +63,10 @@ func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool)
 	p.dirty = false
 	p.last = end
 	p.cost = end.Sub(start) + time.Duration(float64(size)/readerBytesPerSecond*float64(time.Second))
-	if changesMeanwhile {
+	// A burst begins with a change during a write, and goes on while
+	// changes keep coming within a gap of the last hand-out (changed ends
+	// it otherwise): each hand-out in it widens the gap.
+	if p.gap > 0 || changesMeanwhile {
 		p.gap = min(max(p.gap*gapGrowth, firstGap), p.limit())
 	}
 }

@@ -50,6 +50,14 @@ func TestPacer(t *testing.T) {
 			{at: 1758, op: "write", took: 2},
 			{at: 2300, op: "change"}, {at: 2300, op: "check", due: true}, // quiet for a whole gap: at once
 		}},
+		{"a burst goes on with changes that come between writes, not during them", 500 * time.Millisecond, []step{
+			{at: 0, op: "change"}, {at: 0, op: "write", took: 2, busy: true},
+			{at: 100, op: "change"}, {at: 100, op: "check", due: false, next: 252},
+			{at: 252, op: "write", took: 2},
+			{at: 300, op: "change"}, {at: 300, op: "check", due: false, next: 754}, // grown to the interval
+			{at: 754, op: "write", took: 2},
+			{at: 900, op: "change"}, {at: 900, op: "check", due: false, next: 1256},
+		}},
 		{"a large file waits ten times its cost during a burst", 500 * time.Millisecond, []step{
 			{at: 0, op: "change"}, {at: 0, op: "write", took: 50, size: 35 << 20, busy: true}, // cost 50ms + 700ms to parse
 			{at: 50, op: "change"}, {at: 50, op: "check", due: false, next: 300},
