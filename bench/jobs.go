@@ -24,7 +24,7 @@ import (
 	sdconfig "github.com/custom-sd/custom-sd/internal/config"
 )
 
-// The multi-job scenario (issue 12) runs the same ten jobs, with
+// The multi-job scenario runs the same ten jobs, with
 // overlapping selections, four ways on one catalog, each behind a fresh
 // counting proxy: one job alone in one custom-sd (the baseline), the ten
 // jobs in one custom-sd, the ten jobs as ten custom-sd processes, and the

@@ -398,8 +398,7 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 
 // measureBackToBack registers new instances one after another, each as soon
 // as the file shows the previous one, with no pause between: after the
-// first, every change falls inside the coalescing window the write of the
-// one before opened. The first, after a quiet period, is not timed. They
+// first, every change comes while the write of the one before is fresh. The first, after a quiet period, is not timed. They
 // are deregistered afterwards, untimed.
 func measureBackToBack(ctx context.Context, cfg config, a *agent, w *fileWatch, out string, res *result) error {
 	if cfg.backToBack <= 0 {

@@ -82,7 +82,8 @@ type Output struct {
 	File string `yaml:"file,omitempty"`
 	// Mode is the file's permission bits, in octal; default 0644.
 	Mode string `yaml:"mode,omitempty"`
-	// Interval is the coalescing window.
+	// Interval is the longest a change waits during a burst of writes
+	// (adapter.Options.Interval).
 	Interval Duration `yaml:"interval,omitempty"`
 	// MaxRemoval and RemovalHold set the mass-removal guard.
 	MaxRemoval  *float64 `yaml:"max_removal,omitempty"`
