@@ -27,8 +27,8 @@ import (
 //     the next sweep waits for a jittered exponential backoff, so that the
 //     failed services are read again without hammering a struggling agent.
 //
-// The same pacer, with a smaller factor and a larger allowance, paces the
-// reads of the catalog summary (summary.go), which are catalog-wide too.
+// The same pacer, with its own factor and allowance, paces the reads of the
+// catalog summary (summary.go), which are catalog-wide too.
 const (
 	// sweepAllowance is how much sweep debt still lets a sweep start at once.
 	sweepAllowance = time.Second
@@ -117,12 +117,11 @@ func (p *sweepPacer) verify(now time.Time, every time.Duration) {
 	}
 }
 
-// next returns when fire may next say yes, or zero.
+// next returns when fire may next say yes, or zero. A waiting sweep
+// verifies too (start clears verifyAt), so while one waits only its time
+// counts.
 func (p *sweepPacer) next() time.Time {
-	switch {
-	case p.due.IsZero():
-		return p.verifyAt
-	case p.verifyAt.IsZero() || p.due.Before(p.verifyAt):
+	if !p.due.IsZero() {
 		return p.due
 	}
 	return p.verifyAt
