@@ -65,7 +65,7 @@ type doorbells struct {
 	summaryIndex uint64              // the ring index the summary under way covers
 	summaryReads int                 // reads it asked for that are not done
 	rings        []uint64            // indexes of rings no summary has started for yet
-	explaining   []uint64            // those the last summary covered, to explain
+	explaining   []uint64            // rings summaries covered, to explain once their reads are done
 	explain      bool                // explain them once the summary's reads are done
 	seen         map[uint64]struct{} // write indexes reads showed above lastRing, or that rings wait for
 	lastRing     uint64              // the highest ring index
@@ -190,15 +190,14 @@ func (w *watcher) startupDone(sc *scope) {
 	w.fillLongPolls(sc)
 }
 
-// readSoon queues a read of s ahead of any sweep, for the summary if
-// summary is true, and reports whether a read of s will come: one already
-// waiting serves (readQueue.push); a long poll needs none.
+// readSoon queues a read of s ahead of any sweep (one already waiting
+// serves; a long poll needs none), for the summary if summary is true. It
+// reports whether one more read marked for the summary will come back.
 func (w *watcher) readSoon(sc *scope, s *service, summary bool) bool {
 	if sc.doorbells == nil || s.hasLongPoll() {
 		return false
 	}
-	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, summary: summary})
-	return true
+	return sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, summary: summary})
 }
 
 // nodesChanged reads every service without a long poll on a node whose

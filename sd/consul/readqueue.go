@@ -33,8 +33,10 @@ func newReadQueue() *readQueue {
 
 // push queues j. An urgent read of a service whose urgent read already
 // waits is not queued twice: the waiting one serves both, and is marked as
-// asked for by a summary if j was.
-func (q *readQueue) push(j readJob) {
+// asked for by a summary if j was. push reports whether j, asked for by a
+// summary, made a read for the summary that was not there: one more will
+// come back marked.
+func (q *readQueue) push(j readJob) (newSummaryRead bool) {
 	q.mu.Lock()
 	switch _, dup := q.queued[j.name]; {
 	case j.sweep:
@@ -42,15 +44,17 @@ func (q *readQueue) push(j readJob) {
 	case !dup:
 		q.queued[j.name] = struct{}{}
 		q.urgent = append(q.urgent, j)
+		newSummaryRead = j.summary
 	case j.summary:
 		for i := range q.urgent {
-			if q.urgent[i].name == j.name {
-				q.urgent[i].summary = true
+			if q.urgent[i].name == j.name && !q.urgent[i].summary {
+				q.urgent[i].summary, newSummaryRead = true, true
 			}
 		}
 	}
 	q.mu.Unlock()
 	q.signal()
+	return newSummaryRead
 }
 
 // waiting reports whether an urgent read of name waits.
