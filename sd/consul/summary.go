@@ -116,6 +116,9 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 		w.requestSweep(sc, now, index)
 		return
 	}
+	if index == db.lastRing {
+		return // the ring of another service list (another filter) for the same write
+	}
 	db.lastRing = max(db.lastRing, index)
 	if db.lone != 0 {
 		// Another write came before the sweep for a lone unexplained ring:
@@ -220,6 +223,9 @@ func (w *watcher) summarized(d summaryDone) {
 func (db *doorbells) noSummary() {
 	db.summaryOff = true
 	db.pacer.factor = sweepDebtFactor
+	db.rings, db.explaining, db.explain, db.summaryReads = nil, nil, false, 0
+	db.lone, db.loneAt = 0, time.Time{}
+	clear(db.seen)
 }
 
 // coverRings adds the rings that came while the summary was read, of writes
@@ -293,6 +299,11 @@ func (w *watcher) loneDue(sc *scope, now time.Time) {
 	}
 	index := db.lone
 	db.lone, db.loneAt = 0, time.Time{}
+	if _, ok := db.seen[index]; ok {
+		db.pruneSeen()
+		db.pacer.verify(now, w.w.cfg.VerifyInterval)
+		return // a long poll's read showed it during the grace
+	}
 	level.Debug(sc.logger).Log("msg", "No other write came with the change the summary does not show; sweeping", "index", index)
 	w.requestSweep(sc, now, index)
 }
@@ -302,6 +313,9 @@ func (w *watcher) loneDue(sc *scope, now time.Time) {
 // a long poll may bring the read of a write before the ring of the service
 // list does.
 func (db *doorbells) noteWrites(index uint64, entries []*api.ServiceEntry) {
+	if db.summaryOff {
+		return // rings start sweeps; none waits to be explained
+	}
 	low := db.lowestNeeded()
 	if index >= low {
 		db.seen[index] = struct{}{}
@@ -322,6 +336,9 @@ func (db *doorbells) lowestNeeded() uint64 {
 	}
 	for _, index := range db.explaining {
 		low = min(low, index)
+	}
+	if db.lone != 0 {
+		low = min(low, db.lone)
 	}
 	return low
 }

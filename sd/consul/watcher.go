@@ -474,7 +474,7 @@ func (w *watcher) sweepsDue() {
 		if sc.doorbells.pacer.fire(now) {
 			w.startSweep(sc, now)
 		}
-		if sc.doorbells != nil && sc.doorbells.summary.fire(now) {
+		if sc.doorbells != nil && !sc.doorbells.summaryOff && sc.doorbells.summary.fire(now) {
 			w.startSummary(sc, now)
 		}
 		if sc.doorbells != nil {
