@@ -157,6 +157,47 @@ func relocate(from, to string) func(string) string {
 
 // migrate does the work of `custom-sd migrate`.
 func migrate(opts migrateOptions) (*migration, error) {
+	m, err := newMigration(opts)
+	if err != nil {
+		return nil, err
+	}
+	src, err := os.ReadFile(m.prometheus)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(m.prometheus)
+	if err != nil {
+		return nil, err
+	}
+	pf, scrapes, err := consulScrapesOf(src, opts.prometheus)
+	if err != nil {
+		return nil, err
+	}
+	rel := relocate(filepath.Dir(m.prometheus), m.out)
+	f, entries, err := m.convert(opts.prometheus, scrapes, rel)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := marshalConfig(&f, opts.prometheus, origins(scrapes))
+	if err != nil {
+		return nil, err
+	}
+	prom, err := m.rewritePrometheus(pf, scrapes, entries, rel)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.prometheus, err)
+	}
+	m.warn(pf)
+	if err := m.write(cfg, prom, fi.Mode().Perm(), opts.force); err != nil {
+		return nil, err
+	}
+	if _, err := config.Load(filepath.Join(m.out, migrateConfigName)); err != nil {
+		m.warnings = append(m.warnings, fmt.Sprintf("%s does not load here: %s (a file it names may exist only where custom-sd runs)", migrateConfigName, oneLine(err)))
+	}
+	return m, nil
+}
+
+// newMigration resolves the command line's paths and checks --http-sd.
+func newMigration(opts migrateOptions) (*migration, error) {
 	promPath, err := filepath.Abs(opts.prometheus)
 	if err != nil {
 		return nil, err
@@ -173,55 +214,51 @@ func migrate(opts migrateOptions) (*migration, error) {
 		}
 		m.httpSD = strings.TrimRight(opts.httpSD, "/")
 	}
-	src, err := os.ReadFile(promPath)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := os.Stat(promPath)
-	if err != nil {
-		return nil, err
-	}
+	return m, nil
+}
+
+// consulScrapesOf parses a Prometheus configuration (read from name) and
+// finds its scrape jobs with consul_sd_configs; none is an error.
+func consulScrapesOf(src []byte, name string) (*promFile, []*consulScrape, error) {
 	pf, err := parsePrometheus(src)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", opts.prometheus, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	scrapes, err := pf.consulScrapes()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", opts.prometheus, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if len(scrapes) == 0 {
 		hint := ""
 		if lookup(pf.root, "scrape_config_files") != nil {
 			hint = " (scrape_config_files are not read: migrate each of them too)"
 		}
-		return nil, fmt.Errorf("%s: no scrape job uses consul_sd_configs%s", opts.prometheus, hint)
+		return nil, nil, fmt.Errorf("%s: no scrape job uses consul_sd_configs%s", name, hint)
 	}
+	return pf, scrapes, nil
+}
 
-	promDir := filepath.Dir(promPath)
-	rel := relocate(promDir, out)
+// migratedEntry is one consul_sd_configs entry turned into a job.
+type migratedEntry struct {
+	job             *config.Job
+	agent           *migratedAgent
+	refreshInterval string
+}
+
+// convert turns every consul_sd_configs entry of scrapes (read from name)
+// into a job of one configuration file, with its agent shared by the jobs
+// that reach Consul alike. rel relocates relative paths.
+func (m *migration) convert(name string, scrapes []*consulScrape, rel func(string) string) (config.File, []migratedEntry, error) {
 	var f config.File
 	agents := map[string]*migratedAgent{}
 	taken := map[string]bool{}
-	type pending struct {
-		job   *config.Job
-		agent *migratedAgent
-		ri    string
-	}
-	var all []pending
+	var all []migratedEntry
 	for _, s := range scrapes {
 		ms := migratedScrape{name: s.name}
 		for i, entry := range s.entries {
-			where := fmt.Sprintf("%s: scrape job %q: consul_sd_configs[%d]", opts.prometheus, s.name, i)
-			path := func(p string) string {
-				to := rel(p)
-				if to != p {
-					m.configPaths = append(m.configPaths, pathChange{fmt.Sprintf("scrape job %s, consul_sd_configs[%d]", s.name, i), p, to})
-				}
-				return to
-			}
-			c, err := convertConsulSD(entry, path)
+			c, err := convertConsulSD(entry, m.pathChanger(s.name, i, rel))
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
+				return f, nil, fmt.Errorf("%s: scrape job %q: consul_sd_configs[%d]: %w", name, s.name, i, err)
 			}
 			for _, n := range c.notes {
 				m.notes = append(m.notes, migrateNote{s.name, i, n})
@@ -232,18 +269,11 @@ func migrate(opts migrateOptions) (*migration, error) {
 			}
 			c.job.Name = unique(sanitizeName(jobName), taken)
 			c.job.Output.File = migrateSDDir + "/" + c.job.Name + ".json"
-			key, err := yaml.Marshal(c.agent)
+			a, err := m.agentFor(c.agent, agents)
 			if err != nil {
-				return nil, err
+				return f, nil, err
 			}
-			a, ok := agents[string(key)]
-			if !ok {
-				a = &migratedAgent{agent: c.agent, key: string(key)}
-				agents[string(key)] = a
-				m.agents = append(m.agents, a)
-				m.secrets = m.secrets || c.agent.Token != "" || c.agent.Password != ""
-			}
-			all = append(all, pending{c.job, a, c.refreshInterval})
+			all = append(all, migratedEntry{c.job, a, c.refreshInterval})
 			f.Jobs = append(f.Jobs, c.job)
 			target := c.job.Output.File
 			if m.httpSD != "" {
@@ -254,38 +284,73 @@ func migrate(opts migrateOptions) (*migration, error) {
 		m.scrapes = append(m.scrapes, ms)
 	}
 	if len(f.Jobs) == 0 {
-		return nil, fmt.Errorf("%s: every consul_sd_configs is empty", opts.prometheus)
+		return f, nil, fmt.Errorf("%s: every consul_sd_configs is empty", name)
 	}
 	m.nameAgents(&f)
-	k := 0
-	for i := range m.scrapes {
-		for j := range m.scrapes[i].jobs {
-			if m.named {
+	if m.named {
+		k := 0
+		for i := range m.scrapes {
+			for j := range m.scrapes[i].jobs {
 				all[k].job.Consul = all[k].agent.name
 				m.scrapes[i].jobs[j].consul = all[k].agent.name
+				k++
 			}
-			k++
 		}
 	}
-	var origins []string
-	for _, s := range scrapes {
-		for i := range s.entries {
-			origins = append(origins, fmt.Sprintf("scrape job %s, consul_sd_configs[%d]", s.name, i))
+	return f, all, nil
+}
+
+// pathChanger relocates the paths of consul_sd_configs entry i of scrape
+// job scrape with rel, and notes each path it changes.
+func (m *migration) pathChanger(scrape string, i int, rel func(string) string) func(string) string {
+	return func(p string) string {
+		to := rel(p)
+		if to != p {
+			m.configPaths = append(m.configPaths, pathChange{fmt.Sprintf("scrape job %s, consul_sd_configs[%d]", scrape, i), p, to})
 		}
+		return to
 	}
-	cfg, err := marshalConfig(&f, opts.prometheus, origins)
+}
+
+// agentFor returns the agent of agents that reaches Consul as a does, or
+// adds a as a new one.
+func (m *migration) agentFor(a *config.Consul, agents map[string]*migratedAgent) (*migratedAgent, error) {
+	key, err := yaml.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
+	if known, ok := agents[string(key)]; ok {
+		return known, nil
+	}
+	na := &migratedAgent{agent: a, key: string(key)}
+	agents[string(key)] = na
+	m.agents = append(m.agents, na)
+	m.secrets = m.secrets || a.Token != "" || a.Password != ""
+	return na, nil
+}
 
-	// The Prometheus side: rewrite relative paths first (the new file_sd
-	// paths are relative to out already), then replace consul_sd_configs.
+// origins names every consul_sd_configs entry of scrapes, in order.
+func origins(scrapes []*consulScrape) []string {
+	var names []string
+	for _, s := range scrapes {
+		for i := range s.entries {
+			names = append(names, fmt.Sprintf("scrape job %s, consul_sd_configs[%d]", s.name, i))
+		}
+	}
+	return names
+}
+
+// rewritePrometheus rewrites the Prometheus configuration: relative paths
+// first (the new file_sd paths are relative to the output directory
+// already), then each consul_sd_configs becomes file_sd_configs on the
+// jobs' files, or http_sd_configs on their endpoints.
+func (m *migration) rewritePrometheus(pf *promFile, scrapes []*consulScrape, all []migratedEntry, rel func(string) string) ([]byte, error) {
 	skip := map[*yaml.Node]bool{}
 	for _, s := range scrapes {
 		skip[s.value] = true
 	}
 	m.promPaths = pf.rewritePaths(rel, skip)
-	k = 0
+	k := 0
 	for i, s := range scrapes {
 		var entries []*yaml.Node
 		key := "file_sd_configs"
@@ -303,7 +368,7 @@ func migrate(opts migrateOptions) (*migration, error) {
 			key = "http_sd_configs"
 			for range s.entries {
 				e := mapNode("url", strNode(m.scrapes[i].jobs[len(entries)].target))
-				if ri := all[k].ri; ri != "" {
+				if ri := all[k].refreshInterval; ri != "" {
 					e.Content = append(e.Content, strNode("refresh_interval"), strNode(ri))
 				}
 				entries = append(entries, e)
@@ -311,7 +376,7 @@ func migrate(opts migrateOptions) (*migration, error) {
 			}
 		}
 		if err := pf.replaceConsulSD(s, key, comment, entries); err != nil {
-			return nil, fmt.Errorf("%s: %w", opts.prometheus, err)
+			return nil, err
 		}
 	}
 	if m.httpSD != "" {
@@ -323,9 +388,14 @@ func migrate(opts migrateOptions) (*migration, error) {
 	}
 	prom, reformatted, err := pf.render()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", opts.prometheus, err)
+		return nil, err
 	}
 	m.reformatted = reformatted
+	return prom, nil
+}
+
+// warn notes what the migration leaves to the user.
+func (m *migration) warn(pf *promFile) {
 	if n := pf.alertmanagerConsulSD(); n > 0 {
 		m.warnings = append(m.warnings, fmt.Sprintf("alerting.alertmanagers: %d use consul_sd_configs, left as they are (Prometheus keeps asking Consul for them)", n))
 	}
@@ -335,14 +405,6 @@ func migrate(opts migrateOptions) (*migration, error) {
 	if lookup(pf.root, "scrape_config_files") != nil {
 		m.warnings = append(m.warnings, "scrape_config_files: not read; migrate any of them that use consul_sd_configs too")
 	}
-
-	if err := m.write(cfg, prom, fi.Mode().Perm(), opts.force); err != nil {
-		return nil, err
-	}
-	if _, err := config.Load(filepath.Join(out, migrateConfigName)); err != nil {
-		m.warnings = append(m.warnings, fmt.Sprintf("%s does not load here: %s (a file it names may exist only where custom-sd runs)", migrateConfigName, oneLine(err)))
-	}
-	return m, nil
 }
 
 // nameAgents puts the agents into f: consul when there is one, else
@@ -509,7 +571,28 @@ func (m *migration) summary(w io.Writer) {
 	if m.secrets {
 		fmt.Fprintf(w, "  %s holds a token or password: written with mode 0600\n", migrateConfigName)
 	}
+	m.summaryJobs(w)
+	m.summaryConsul(w)
+	m.summaryPaths(w)
+	if m.reformatted != "" {
+		m.warnings = append(m.warnings, fmt.Sprintf("%s was re-encoded from the YAML tree (blank lines dropped, indentation normalised): %s", migratePrometheusName, m.reformatted))
+	}
+	if len(m.warnings) > 0 {
+		fmt.Fprintln(w, "\nWarnings:")
+		for _, s := range m.warnings {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	fmt.Fprintf(w, "\nNext:\n  %s --config.file=%s\n", name, cfgPath)
+	if m.httpSD == "" {
+		fmt.Fprintf(w, "  prometheus --config.file=%s   (custom-sd writes %s/*.json beside it)\n", promPath, filepath.Join(m.out, migrateSDDir))
+	} else {
+		fmt.Fprintf(w, "  prometheus --config.file=%s   (it asks custom-sd at %s/targets/<job>)\n", promPath, m.httpSD)
+	}
+}
 
+// summaryJobs prints a table of the scrape jobs and the jobs made of them.
+func (m *migration) summaryJobs(w io.Writer) {
 	fmt.Fprintln(w, "\nScrape jobs:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  SCRAPE JOB\tCUSTOM-SD JOB\t")
@@ -538,7 +621,11 @@ func (m *migration) summary(w io.Writer) {
 		}
 	}
 	_ = tw.Flush()
+}
 
+// summaryConsul prints how custom-sd reaches Consul, and what it does not
+// carry over.
+func (m *migration) summaryConsul(w io.Writer) {
 	fmt.Fprintln(w, "\nConsul:")
 	for _, a := range m.agents {
 		label := "consul"
@@ -556,7 +643,10 @@ func (m *migration) summary(w io.Writer) {
 	for _, n := range m.notes {
 		fmt.Fprintf(w, "  scrape job %s, consul_sd_configs[%d].%s: %s\n", n.scrape, n.entry, n.field, n.reason)
 	}
+}
 
+// summaryPaths prints the relative paths migrate rewrote.
+func (m *migration) summaryPaths(w io.Writer) {
 	fmt.Fprintln(w, "\nPaths:")
 	if filepath.Dir(m.prometheus) == m.out {
 		fmt.Fprintln(w, "  the output directory is the configuration's own: relative paths keep their meaning")
@@ -571,21 +661,6 @@ func (m *migration) summary(w io.Writer) {
 		for _, p := range m.promPaths {
 			fmt.Fprintf(w, "  %s: %s, %s -> %s\n", migratePrometheusName, p.where, p.from, p.to)
 		}
-	}
-	if m.reformatted != "" {
-		m.warnings = append(m.warnings, fmt.Sprintf("%s was re-encoded from the YAML tree (blank lines dropped, indentation normalised): %s", migratePrometheusName, m.reformatted))
-	}
-	if len(m.warnings) > 0 {
-		fmt.Fprintln(w, "\nWarnings:")
-		for _, s := range m.warnings {
-			fmt.Fprintf(w, "  %s\n", s)
-		}
-	}
-	fmt.Fprintf(w, "\nNext:\n  %s --config.file=%s\n", name, cfgPath)
-	if m.httpSD == "" {
-		fmt.Fprintf(w, "  prometheus --config.file=%s   (custom-sd writes %s/*.json beside it)\n", promPath, filepath.Join(m.out, migrateSDDir))
-	} else {
-		fmt.Fprintf(w, "  prometheus --config.file=%s   (it asks custom-sd at %s/targets/<job>)\n", promPath, m.httpSD)
 	}
 }
 

@@ -53,136 +53,194 @@ func convertConsulSD(entry *yaml.Node, path func(string) string) (*consulSD, err
 		return nil, err
 	}
 	c := &consulSD{agent: &config.Consul{}, job: &config.Job{}}
-	a, j := c.agent, c.job
-	var tokenSources []string
-	setToken := func(field, token, file string) {
-		tokenSources = append(tokenSources, field)
-		a.Token, a.TokenFile = token, file
-	}
-	var basicAuth bool
-	var user, password string
+	var auth agentAuth
 	for _, p := range pairs {
-		var err error
-		switch p.key {
-		case "server":
-			err = p.decode(&a.Server)
-			if err == nil && strings.TrimSpace(a.Server) == "" {
-				err = fmt.Errorf("%s: must not be empty", p.key)
-			}
-		case "scheme":
-			err = p.decode(&a.Scheme)
-		case "path_prefix":
-			err = p.decode(&a.PathPrefix)
-		case "token":
-			var token string
-			if err = p.decode(&token); err == nil && token != "" {
-				setToken(p.key, token, "")
-			}
-		case "username":
-			err = p.decode(&user)
-		case "password":
-			err = p.decode(&password)
-		case "basic_auth":
-			basicAuth = true
-			err = c.basicAuth(p, path)
-		case "authorization":
-			var token, file string
-			token, file, err = c.authorization(p, path)
-			if err == nil && (token != "" || file != "") {
-				setToken(p.key, token, file)
-			}
-		case "bearer_token":
-			var token string
-			if err = p.decode(&token); err == nil && token != "" {
-				setToken(p.key, token, "")
-			}
-		case "bearer_token_file":
-			var file string
-			if err = p.decode(&file); err == nil && file != "" {
-				setToken(p.key, "", path(file))
-			}
-		case "tls_config":
-			err = c.tlsConfig(p, path)
-
-		case "services":
-			err = p.decode(&j.Services)
-		case "tags":
-			err = p.decode(&j.Tags)
-		case "node_meta":
-			err = p.decode(&j.NodeMeta)
-		case "filter":
-			err = p.decode(&j.Filter)
-		case "health_filter":
-			err = p.decode(&j.HealthFilter)
-		case "datacenter":
-			err = p.decode(&j.Datacenter)
-		case "allow_stale":
-			err = p.decode(&j.AllowStale)
-		case "tag_separator":
-			err = p.decode(&j.TagSeparator)
-		case "namespace":
-			err = p.decode(&j.Namespace)
-		case "partition":
-			err = p.decode(&j.Partition)
-
-		case "refresh_interval":
-			err = p.decode(&c.refreshInterval)
-			c.note(p.key, "not needed: custom-sd uses blocking queries, so a change reaches the file at once (output.interval coalesces bursts)")
-		case "follow_redirects":
-			var follow bool
-			if err = p.decode(&follow); err == nil && follow {
-				c.note(p.key, "not needed: custom-sd follows redirects too")
-			} else if err == nil {
-				c.note(p.key, "not supported: custom-sd follows redirects (Consul's API sends none)")
-			}
-		case "enable_http2":
-			var h2 bool
-			if err = p.decode(&h2); err == nil && h2 {
-				c.note(p.key, "not needed: custom-sd speaks HTTP/2 over HTTPS too")
-			} else if err == nil {
-				c.note(p.key, "not supported: custom-sd always speaks HTTP/2 over HTTPS")
-			}
-		case "proxy_url":
-			var u string
-			if err = p.decode(&u); err == nil {
-				if parsed, perr := url.Parse(u); perr == nil {
-					u = parsed.Redacted()
-				}
-				c.note(p.key, fmt.Sprintf("not supported in custom-sd.yml: %s; run it with HTTP_PROXY/HTTPS_PROXY=%s", proxyFromEnv, u))
-			}
-		case "no_proxy":
-			var s string
-			if err = p.decode(&s); err == nil {
-				c.note(p.key, fmt.Sprintf("not supported in custom-sd.yml: %s; run it with NO_PROXY=%s", proxyFromEnv, s))
-			}
-		case "proxy_from_environment":
-			var env bool
-			if err = p.decode(&env); err == nil && env {
-				c.note(p.key, "not needed: "+proxyFromEnv)
-			} else if err == nil {
-				c.note(p.key, "not supported: "+proxyFromEnv+"; unset them there if Consul must be reached directly")
-			}
-		case "proxy_connect_header":
-			c.note(p.key, "not supported: custom-sd sends no extra headers to a proxy")
-		case "oauth2":
-			c.note(p.key, "not supported: custom-sd authenticates to Consul with a token, basic auth or a TLS client certificate; this job reads Consul without OAuth2")
-		case "http_headers":
-			c.note(p.key, noHeaders)
-		default:
-			c.note(p.key, "unknown field: not one of consul_sd_configs' (Prometheus refuses it too); ignored")
+		known, err := c.agentField(p, path, &auth)
+		if !known {
+			known, err = c.selectionField(p)
+		}
+		if !known {
+			err = c.otherField(p)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	if user != "" || password != "" {
-		if basicAuth {
-			return nil, errors.New("give either username and password or basic_auth, not both (Prometheus refuses both too)")
-		}
-		a.Username, a.Password = user, password
+	if err := c.settle(auth); err != nil {
+		return nil, err
 	}
-	if len(tokenSources) > 1 {
-		return nil, fmt.Errorf("%s: give one of them (Prometheus refuses several too)", strings.Join(tokenSources, ", "))
+	return c, nil
+}
+
+// agentAuth is what an entry says about authenticating to Consul, checked
+// once every field is read.
+type agentAuth struct {
+	tokenSources   []string // the fields that gave a token
+	basicAuth      bool
+	user, password string
+}
+
+// agentField carries over p if it says how to reach Consul; known is false
+// if it does not.
+func (c *consulSD) agentField(p pair, path func(string) string, auth *agentAuth) (known bool, err error) {
+	a := c.agent
+	setToken := func(token, file string) {
+		auth.tokenSources = append(auth.tokenSources, p.key)
+		a.Token, a.TokenFile = token, file
+	}
+	switch p.key {
+	case "server":
+		err = p.decode(&a.Server)
+		if err == nil && strings.TrimSpace(a.Server) == "" {
+			err = fmt.Errorf("%s: must not be empty", p.key)
+		}
+	case "scheme":
+		err = p.decode(&a.Scheme)
+	case "path_prefix":
+		err = p.decode(&a.PathPrefix)
+	case "token", "bearer_token":
+		var token string
+		if err = p.decode(&token); err == nil && token != "" {
+			setToken(token, "")
+		}
+	case "bearer_token_file":
+		var file string
+		if err = p.decode(&file); err == nil && file != "" {
+			setToken("", path(file))
+		}
+	case "authorization":
+		var token, file string
+		token, file, err = c.authorization(p, path)
+		if err == nil && (token != "" || file != "") {
+			setToken(token, file)
+		}
+	case "username":
+		err = p.decode(&auth.user)
+	case "password":
+		err = p.decode(&auth.password)
+	case "basic_auth":
+		auth.basicAuth = true
+		err = c.basicAuth(p, path)
+	case "tls_config":
+		err = c.tlsConfig(p, path)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// selectionField carries over p if it selects targets; known is false if
+// it does not.
+func (c *consulSD) selectionField(p pair) (known bool, err error) {
+	j := c.job
+	var into any
+	switch p.key {
+	case "services":
+		into = &j.Services
+	case "tags":
+		into = &j.Tags
+	case "node_meta":
+		into = &j.NodeMeta
+	case "filter":
+		into = &j.Filter
+	case "health_filter":
+		into = &j.HealthFilter
+	case "datacenter":
+		into = &j.Datacenter
+	case "allow_stale":
+		into = &j.AllowStale
+	case "tag_separator":
+		into = &j.TagSeparator
+	case "namespace":
+		into = &j.Namespace
+	case "partition":
+		into = &j.Partition
+	default:
+		return false, nil
+	}
+	return true, p.decode(into)
+}
+
+// otherField notes why p, which neither reaches Consul nor selects
+// targets, is not carried over.
+func (c *consulSD) otherField(p pair) error {
+	var err error
+	switch p.key {
+	case "refresh_interval":
+		err = p.decode(&c.refreshInterval)
+		c.note(p.key, "not needed: custom-sd uses blocking queries, so a change reaches the file at once (output.interval coalesces bursts)")
+	case "follow_redirects":
+		var follow bool
+		if err = p.decode(&follow); err == nil && follow {
+			c.note(p.key, "not needed: custom-sd follows redirects too")
+		} else if err == nil {
+			c.note(p.key, "not supported: custom-sd follows redirects (Consul's API sends none)")
+		}
+	case "enable_http2":
+		var h2 bool
+		if err = p.decode(&h2); err == nil && h2 {
+			c.note(p.key, "not needed: custom-sd speaks HTTP/2 over HTTPS too")
+		} else if err == nil {
+			c.note(p.key, "not supported: custom-sd always speaks HTTP/2 over HTTPS")
+		}
+	case "proxy_url", "no_proxy", "proxy_from_environment":
+		err = c.proxyField(p)
+	case "proxy_connect_header":
+		c.note(p.key, "not supported: custom-sd sends no extra headers to a proxy")
+	case "oauth2":
+		c.note(p.key, "not supported: custom-sd authenticates to Consul with a token, basic auth or a TLS client certificate; this job reads Consul without OAuth2")
+	case "http_headers":
+		c.note(p.key, noHeaders)
+	default:
+		c.note(p.key, "unknown field: not one of consul_sd_configs' (Prometheus refuses it too); ignored")
+	}
+	return err
+}
+
+// proxyField notes how to give custom-sd the proxy settings of p.
+func (c *consulSD) proxyField(p pair) error {
+	switch p.key {
+	case "proxy_url":
+		var u string
+		if err := p.decode(&u); err != nil {
+			return err
+		}
+		if parsed, perr := url.Parse(u); perr == nil {
+			u = parsed.Redacted()
+		}
+		c.note(p.key, fmt.Sprintf("not supported in custom-sd.yml: %s; run it with HTTP_PROXY/HTTPS_PROXY=%s", proxyFromEnv, u))
+	case "no_proxy":
+		var s string
+		if err := p.decode(&s); err != nil {
+			return err
+		}
+		c.note(p.key, fmt.Sprintf("not supported in custom-sd.yml: %s; run it with NO_PROXY=%s", proxyFromEnv, s))
+	case "proxy_from_environment":
+		var env bool
+		if err := p.decode(&env); err != nil {
+			return err
+		}
+		if env {
+			c.note(p.key, "not needed: "+proxyFromEnv)
+		} else {
+			c.note(p.key, "not supported: "+proxyFromEnv+"; unset them there if Consul must be reached directly")
+		}
+	}
+	return nil
+}
+
+// settle checks the authentication the entry gave and fills in
+// consul_sd's defaults.
+func (c *consulSD) settle(auth agentAuth) error {
+	a := c.agent
+	if auth.user != "" || auth.password != "" {
+		if auth.basicAuth {
+			return errors.New("give either username and password or basic_auth, not both (Prometheus refuses both too)")
+		}
+		a.Username, a.Password = auth.user, auth.password
+	}
+	if len(auth.tokenSources) > 1 {
+		return fmt.Errorf("%s: give one of them (Prometheus refuses several too)", strings.Join(auth.tokenSources, ", "))
 	}
 	if a.Server == "" {
 		a.Server = promConsulServer
@@ -190,7 +248,7 @@ func convertConsulSD(entry *yaml.Node, path func(string) string) (*consulSD, err
 	if a.Scheme == "" && !strings.Contains(a.Server, "://") {
 		a.Scheme = promConsulScheme
 	}
-	return c, nil
+	return nil
 }
 
 func (c *consulSD) note(field, reason string) {
