@@ -168,7 +168,7 @@ func (c *consulSD) otherField(p pair) error {
 	switch p.key {
 	case "refresh_interval":
 		err = p.decode(&c.refreshInterval)
-		c.note(p.key, "not needed: custom-sd uses blocking queries, so a change reaches the file at once (output.interval coalesces bursts)")
+		c.note(p.key, "not needed: custom-sd uses blocking queries, so a change reaches the file at once (output.interval paces bursts)")
 	case "follow_redirects":
 		var follow bool
 		if err = p.decode(&follow); err == nil && follow {
