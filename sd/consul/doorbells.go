@@ -115,7 +115,14 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 		w.stopLongPoll(sc, s)
 		w.readSoon(sc, s, false)
 	}
+	w.startDoorbells(sc)
+	w.startReaders(sc, readers)
+}
 
+// startDoorbells starts the long polls on the non-passing checks and the
+// nodes of sc; the service list's own poller rings too.
+func (w *watcher) startDoorbells(sc *scope) {
+	ctx := sc.doorbells.ctx
 	ringer := func(doorbell string) func(api.HealthChecks, uint64) {
 		return func(checks api.HealthChecks, index uint64) {
 			select {
@@ -141,6 +148,15 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 			}
 		})
 	})
+}
+
+// startReaders starts the readers of sc's read queue and, while no service
+// of sc has been read yet, as many more start-up readers as the long polls
+// would use: they stop once everything was read, and the long polls get
+// their connections.
+func (w *watcher) startReaders(sc *scope, readers int) {
+	db := sc.doorbells
+	ctx := db.ctx
 	for range readers {
 		w.wg.Go(func() { w.readLoop(ctx, ctx, sc, db.queue) })
 	}
