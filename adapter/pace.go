@@ -13,8 +13,10 @@ import "time"
 // (Prometheus) takes to parse the file again. So during sustained change a
 // large file is rewritten at most every ten times its cost, which bounds the
 // work of every reader of the file to about a tenth of its time, while a
-// small one keeps to the interval. A change that comes after a whole gap
-// without changes ends the burst: it goes out at once.
+// small one keeps to the interval. The burst is over when a change comes
+// after a whole gap without changes (it goes out at once), or when a paced
+// hand-out carried a single change and none came during its write: changes
+// that each follow the previous write go out at once again.
 const (
 	firstGap   = 250 * time.Millisecond
 	gapGrowth  = 4
@@ -32,6 +34,7 @@ type pacer struct {
 	gap      time.Duration // the least time between hand-outs now; 0 outside bursts
 	cost     time.Duration // of the last write, reader included
 	dirty    bool          // something changed since the last hand-out began
+	changes  int           // changes noted since the last hand-out began
 }
 
 // changed notes a change at now.
@@ -40,6 +43,7 @@ func (p *pacer) changed(now time.Time) {
 		p.gap = 0 // quiet for a whole gap: the burst is over
 	}
 	p.dirty = true
+	p.changes++
 }
 
 // due reports whether a hand-out is due at now.
@@ -64,11 +68,15 @@ func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool)
 	p.last = end
 	p.cost = end.Sub(start) + time.Duration(float64(size)/readerBytesPerSecond*float64(time.Second))
 	// A burst begins with a change during a write, and goes on while
-	// changes keep coming within a gap of the last hand-out (changed ends
-	// it otherwise): each hand-out in it widens the gap.
-	if p.gap > 0 || changesMeanwhile {
+	// several changes come within a gap of the last hand-out (changed ends
+	// it after a quiet gap): each hand-out in it widens the gap.
+	switch {
+	case p.gap > 0 && p.changes <= 1 && !changesMeanwhile:
+		p.gap = 0 // one change in a whole gap, and none since: not a burst
+	case p.gap > 0 || changesMeanwhile:
 		p.gap = min(max(p.gap*gapGrowth, firstGap), p.limit())
 	}
+	p.changes = 0
 }
 
 // limit is the largest gap: the interval, or ten times the cost.

@@ -44,17 +44,23 @@ func TestPacer(t *testing.T) {
 			{at: 252, op: "check", due: true}, {at: 252, op: "write", took: 2, busy: true},
 			{at: 256, op: "change"}, {at: 400, op: "check", due: false, next: 754}, // capped at the interval
 			{at: 754, op: "write", took: 2, busy: true},
-			{at: 758, op: "change"}, {at: 800, op: "check", due: false, next: 1256},
+			{at: 758, op: "change"}, {at: 780, op: "change"}, {at: 800, op: "check", due: false, next: 1256},
 			{at: 1256, op: "write", took: 2, busy: false},
 			{at: 1300, op: "change"}, {at: 1300, op: "check", due: false, next: 1758}, // within a gap of the last write: still a burst
-			{at: 1758, op: "write", took: 2},
+			{at: 1310, op: "change"}, {at: 1758, op: "write", took: 2},
 			{at: 2300, op: "change"}, {at: 2300, op: "check", due: true}, // quiet for a whole gap: at once
+		}},
+		{"a paced write that carried one change ends the burst", 500 * time.Millisecond, []step{
+			{at: 0, op: "change"}, {at: 0, op: "write", took: 2, busy: true},
+			{at: 5, op: "change"}, {at: 5, op: "check", due: false, next: 252},
+			{at: 252, op: "write", took: 2},
+			{at: 258, op: "change"}, {at: 258, op: "check", due: true}, // changes that each follow the previous write: at once again
 		}},
 		{"a burst goes on with changes that come between writes, not during them", 500 * time.Millisecond, []step{
 			{at: 0, op: "change"}, {at: 0, op: "write", took: 2, busy: true},
-			{at: 100, op: "change"}, {at: 100, op: "check", due: false, next: 252},
+			{at: 100, op: "change"}, {at: 150, op: "change"}, {at: 150, op: "check", due: false, next: 252},
 			{at: 252, op: "write", took: 2},
-			{at: 300, op: "change"}, {at: 300, op: "check", due: false, next: 754}, // grown to the interval
+			{at: 300, op: "change"}, {at: 350, op: "change"}, {at: 350, op: "check", due: false, next: 754}, // grown to the interval
 			{at: 754, op: "write", took: 2},
 			{at: 900, op: "change"}, {at: 900, op: "check", due: false, next: 1256},
 		}},
