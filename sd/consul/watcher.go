@@ -237,6 +237,14 @@ func (w *watcher) read(r read) {
 // the service yet; a real reset of Consul's indexes is handled by
 // serviceList.
 func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
+	if len(r.entries) == 0 && s.fetched && sc.key.healthFilter == "" {
+		// Consul lists only services with instances, so a service still
+		// listed is not gone: its list's next answer removes it. An empty
+		// read of it may come from an agent that replaced the one it was
+		// read from, before the list shows the reset (serviceList).
+		level.Debug(sc.logger).Log("msg", "Empty read of a listed service; waiting for the service list", "service", s.name, "index", r.index)
+		return false
+	}
 	fresh := !s.fetched || r.index > s.index
 	if fresh {
 		s.index = r.index
