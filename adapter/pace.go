@@ -33,27 +33,25 @@ type pacer struct {
 	last     time.Time     // when the last hand-out ended; zero before the first
 	gap      time.Duration // the least time between hand-outs now; 0 outside bursts
 	cost     time.Duration // of the last write, reader included
-	dirty    bool          // something changed since the last hand-out began
-	changes  int           // changes noted since the last hand-out began
+	changes  int           // changes noted since the last hand-out began; 0: nothing pending
 }
 
 // changed notes a change at now.
 func (p *pacer) changed(now time.Time) {
-	if p.gap > 0 && !p.dirty && !p.last.IsZero() && now.Sub(p.last) >= p.gap {
+	if p.gap > 0 && p.changes == 0 && !p.last.IsZero() && now.Sub(p.last) >= p.gap {
 		p.gap = 0 // quiet for a whole gap: the burst is over
 	}
-	p.dirty = true
 	p.changes++
 }
 
 // due reports whether a hand-out is due at now.
 func (p *pacer) due(now time.Time) bool {
-	return p.dirty && (p.gap == 0 || p.last.IsZero() || !now.Before(p.last.Add(p.gap)))
+	return p.changes > 0 && (p.gap == 0 || p.last.IsZero() || !now.Before(p.last.Add(p.gap)))
 }
 
 // next returns when a hand-out will be due, or zero if nothing changed.
 func (p *pacer) next() time.Time {
-	if !p.dirty {
+	if p.changes == 0 {
 		return time.Time{}
 	}
 	return p.last.Add(p.gap)
@@ -64,7 +62,6 @@ func (p *pacer) next() time.Time {
 // under way, before its new content was in place. (The change itself is
 // noted by changed, once received.)
 func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool) {
-	p.dirty = false
 	p.last = end
 	p.cost = end.Sub(start) + time.Duration(float64(size)/readerBytesPerSecond*float64(time.Second))
 	// A burst begins with a change during a write, and goes on while
