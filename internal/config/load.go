@@ -58,6 +58,23 @@ type JobSpec struct {
 
 var jobName = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$`)
 
+// MaxJobNameLen is the longest job name, in bytes. A job's default output
+// file is named after it, and the longest name derived from that (a shard
+// suffix, ".json", and the writer's temporary-file prefix and suffix) must
+// still fit the 255 bytes a file name may have.
+const MaxJobNameLen = 200
+
+// ValidJobName reports why name is not a job name, or nil.
+func ValidJobName(name string) error {
+	switch {
+	case !jobName.MatchString(name):
+		return fmt.Errorf("%q is not a job name (letters, digits, _, . and -)", name)
+	case len(name) > MaxJobNameLen:
+		return fmt.Errorf("%.20q... is %d bytes long; a job name has at most %d", name, len(name), MaxJobNameLen)
+	}
+	return nil
+}
+
 // Load reads and resolves the configuration file at path. Relative paths
 // in it resolve against its directory. An error is one line naming the job
 // and the field.
@@ -260,8 +277,8 @@ func (cs *Consul) resolve(dir string) (consul.WatchConfig, error) {
 
 // resolve turns a job into a JobSpec.
 func (j *Job) resolve(dir string, consuls map[string]*Watch, named bool) (*JobSpec, error) {
-	if !jobName.MatchString(j.Name) {
-		return nil, fmt.Errorf("name: %q is not a job name (letters, digits, _, . and -)", j.Name)
+	if err := ValidJobName(j.Name); err != nil {
+		return nil, fmt.Errorf("name: %w", err)
 	}
 	spec := &JobSpec{Name: j.Name, Consul: j.Consul}
 	switch {
