@@ -243,3 +243,24 @@ func StartFederation(t testing.TB) (dc1, dc2 *Server) {
 	}, "dc1 knows dc2")
 	return dc1, dc2
 }
+
+// StartClient starts a client agent joined to srv's LAN pool: custom-sd's
+// usual production shape, where it reads through a local client agent
+// whose blocking health queries the streaming backend serves. The client
+// is ready once it knows srv's leader; with ACLs on srv, the client uses
+// srv's management token as its agent token and for Client.
+func StartClient(t testing.TB, srv *Server, configure ...func(*testutil.TestServerConfig)) *Server {
+	t.Helper()
+	join := func(c *testutil.TestServerConfig) {
+		c.Server, c.Bootstrap = false, false
+		c.Datacenter = srv.Config.Datacenter
+		c.RetryJoin = []string{srv.LANAddr}
+		if srv.Config.ACL.Enabled {
+			c.ACL.Enabled = true
+			c.ACL.DefaultPolicy = srv.Config.ACL.DefaultPolicy
+			c.ACL.Tokens.Agent = srv.Config.ACL.Tokens.InitialManagement
+			c.ACL.Tokens.InitialManagement = srv.Config.ACL.Tokens.InitialManagement
+		}
+	}
+	return Start(t, append([]func(*testutil.TestServerConfig){join}, configure...)...)
+}
