@@ -40,6 +40,12 @@ type transport struct {
 	maxConns atomic.Int64  // most connections open at once
 	metrics  *metrics      // nil until the Watch sets it
 	token    atomic.Pointer[string]
+	// username and password, when username is set, authenticate every
+	// request; password is read again whenever its file changes.
+	username string
+	password func() (string, error)
+	// forgetTLS makes the next connection read the TLS files.
+	forgetTLS func()
 
 	// A 429 rings refusals (1-buffered) and notes how many connections were
 	// open, the refused one included; the watcher takes both.
@@ -47,15 +53,17 @@ type transport struct {
 	refusedOpen atomic.Int64
 }
 
-// newTransport returns the transport for an agent. Over loopback it asks
-// for no compression: gzip only costs the agent and us CPU there, and at
-// start-up the agent's CPU is what the first complete file waits for.
-func newTransport(maxConns int, tlsConf *api.TLSConfig, loopback bool) (*transport, error) {
-	tlsClientConfig, err := api.SetupTLSConfig(tlsConf)
+// newTransport returns the transport for the agent at addr. Over loopback
+// it asks for no compression: gzip only costs the agent and us CPU there,
+// and at start-up the agent's CPU is what the first complete file waits
+// for. The TLS files are read again when they change (tlsfiles.go); failed
+// hears of a changed file that does not load.
+func newTransport(maxConns int, addr string, tlsConf *api.TLSConfig, failed func(error)) (*transport, error) {
+	tlsClientConfig, forgetTLS, err := liveTLSConfig(tlsConf, hostOf(addr), failed)
 	if err != nil {
 		return nil, fmt.Errorf("set up TLS: %w", err)
 	}
-	t := &transport{refusals: make(chan struct{}, 1)}
+	t := &transport{refusals: make(chan struct{}, 1), forgetTLS: forgetTLS}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t.base = &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
@@ -76,7 +84,7 @@ func newTransport(maxConns int, tlsConf *api.TLSConfig, loopback bool) (*transpo
 		IdleConnTimeout:     90 * time.Second,
 		// Setting TLSClientConfig turns HTTP/2 off unless asked for.
 		ForceAttemptHTTP2:  true,
-		DisableCompression: loopback,
+		DisableCompression: isLoopback(addr),
 	}
 	return t, nil
 }
@@ -102,11 +110,22 @@ func (t *transport) closeIdle() {
 	}
 }
 
-// RoundTrip implements http.RoundTripper. It adds the current ACL token.
+// RoundTrip implements http.RoundTripper. It adds the current ACL token
+// and password.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if tok := t.token.Load(); tok != nil && *tok != "" {
+	tok := t.token.Load()
+	if tok != nil && *tok != "" || t.username != "" {
 		req = req.Clone(req.Context())
+	}
+	if tok != nil && *tok != "" {
 		req.Header.Set("X-Consul-Token", *tok)
+	}
+	if t.username != "" {
+		password, err := t.password()
+		if err != nil {
+			return nil, err
+		}
+		req.SetBasicAuth(t.username, password)
 	}
 	t.requests.Add(1)
 	start := time.Now()
@@ -131,17 +150,22 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// hostOf returns the host of an agent address (host:port, or a URL).
+func hostOf(addr string) string {
+	if strings.Contains(addr, "://") {
+		if u, err := url.Parse(addr); err == nil {
+			return u.Hostname()
+		}
+	} else if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
 // isLoopback reports whether an agent address (host:port, or a URL) names
 // this host.
 func isLoopback(addr string) bool {
-	host := addr
-	if strings.Contains(addr, "://") {
-		if u, err := url.Parse(addr); err == nil {
-			host = u.Hostname()
-		}
-	} else if h, _, err := net.SplitHostPort(addr); err == nil {
-		host = h
-	}
+	host := hostOf(addr)
 	if host == "localhost" {
 		return true
 	}

@@ -58,6 +58,13 @@ type WatchConfig struct {
 	TokenFile string
 	// TokenCheckInterval is how often TokenFile is re-read; 0 means 5s.
 	TokenCheckInterval time.Duration
+	// PasswordFile, if set, holds the HTTP basic auth password of
+	// API.HttpAuth.Username, and overrides API.HttpAuth.Password. It is read
+	// again whenever it changes, so a rotated password takes effect at the
+	// next request. The TLS files of API.TLSConfig (CAFile, CertFile,
+	// KeyFile) are read again whenever they change too, for the next
+	// connection.
+	PasswordFile string
 	// VerifyInterval bounds how long a change hidden from the catalog
 	// summary can stay unseen in doorbell mode: within it of such a
 	// change, a sweep probes every service (see summary.go); 0 means 10m.
@@ -136,6 +143,14 @@ func (c *WatchConfig) Validate() error {
 			return &adapter.FieldError{Field: "TokenFile", Err: err}
 		}
 	}
+	if c.PasswordFile != "" {
+		if c.API.HttpAuth == nil || c.API.HttpAuth.Username == "" {
+			return fieldErr("PasswordFile", "needs {API.HttpAuth.Username}")
+		}
+		if _, err := ReadSecretFile(c.PasswordFile); err != nil {
+			return &adapter.FieldError{Field: "PasswordFile", Err: err}
+		}
+	}
 	for _, f := range []struct{ field, path string }{
 		{"API.TLSConfig.CAFile", c.API.TLSConfig.CAFile},
 		{"API.TLSConfig.CertFile", c.API.TLSConfig.CertFile},
@@ -189,7 +204,7 @@ func validateAddress(addr string) error {
 	scheme, rest, ok := strings.Cut(addr, "://")
 	if !ok {
 		if strings.Contains(addr, "@") {
-			return errors.New("must not carry credentials; use {API.HttpAuth}")
+			return errors.New("must not carry credentials; use {API.HttpAuth.Username} and {PasswordFile}")
 		}
 		return nil
 	}
@@ -197,7 +212,7 @@ func validateAddress(addr string) error {
 		return fmt.Errorf("scheme %q is not http or https", scheme)
 	}
 	if u, err := url.Parse(addr); err == nil && u.User != nil || strings.Contains(strings.SplitN(rest, "/", 2)[0], "@") {
-		return errors.New("must not carry credentials; use {API.HttpAuth}")
+		return errors.New("must not carry credentials; use {API.HttpAuth.Username} and {PasswordFile}")
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ type Job struct {
 	filter       *localFilter // the health filter, when it is evaluated here
 	serverFilter string       // the health filter, when the agent applies it
 	state        *job
+	attached     bool // the watch watches it (guarded by the Watch's mu)
 }
 
 // Run implements adapter.Discoverer. It sends groups as it reads them, and
@@ -29,6 +30,7 @@ type Job struct {
 // been read; then the groups that change. The Watch must run meanwhile.
 // When Run returns, the job is no longer watched; run a job once.
 func (j *Job) Run(ctx context.Context, up chan<- []*adapter.Group) {
+	j.w.attachJob(j)
 	j.state.forward(ctx, up)
 	select {
 	case j.w.detach <- j.state:

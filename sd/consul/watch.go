@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -35,7 +36,12 @@ type Watch struct {
 
 	attach  chan *job     // jobs joining while the watcher runs
 	detach  chan *job     // jobs leaving
+	recheck chan struct{} // 1-buffered: read the token file now
 	stopped chan struct{} // closed when Run returns
+
+	// forget makes the next request or connection read the password and
+	// TLS files whatever their state.
+	forget []func()
 
 	mu      sync.Mutex
 	running bool   // Run has started the watcher
@@ -49,13 +55,17 @@ type Watch struct {
 }
 
 // NewWatch returns a Watch for cfg, or the first invalid field of cfg (see
-// WatchConfig.Validate).
+// WatchConfig.Validate). It reads the token, password and TLS files, and
+// starts nothing.
 func NewWatch(cfg WatchConfig) (*Watch, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), &cfg.API.TLSConfig, isLoopback(cfg.API.Address))
+	failed := func(err error) {
+		level.Warn(cfg.Logger).Log("msg", "A changed file does not load; going on with the one read before", "err", err)
+	}
+	t, err := newTransport(cfg.MaxConnections-headroom(cfg.MaxConnections), cfg.API.Address, &cfg.API.TLSConfig, failed)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +82,21 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 		return nil, err
 	}
 	t.token.Store(&token)
+	var forget []func()
+	if auth := cfg.API.HttpAuth; auth != nil && auth.Username != "" {
+		t.username = auth.Username
+		t.password = func() (string, error) { return auth.Password, nil }
+		if cfg.PasswordFile != "" {
+			password := newLiveFiles(func() (string, error) { return ReadSecretFile(cfg.PasswordFile) }, failed, cfg.PasswordFile)
+			if _, err := password.get(); err != nil {
+				return nil, fmt.Errorf("read the password file: %w", err)
+			}
+			t.password = password.get
+			forget = append(forget, password.forget)
+		}
+	}
 	conf := cfg.API
-	conf.Token, conf.TokenFile = "", ""
+	conf.Token, conf.TokenFile, conf.HttpAuth = "", "", nil
 	conf.Datacenter, conf.Namespace, conf.Partition = "", "", "" // each query names its own
 	c, err := newClient(conf, t)
 	if err != nil {
@@ -81,12 +104,28 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 	}
 	w := &Watch{
 		cfg: cfg, client: c, transport: t, logger: cfg.Logger, immediate: make(chan struct{}, cfg.MaxConnections),
-		attach: make(chan *job), detach: make(chan *job), stopped: make(chan struct{}),
+		attach: make(chan *job), detach: make(chan *job), recheck: make(chan struct{}, 1), stopped: make(chan struct{}),
+		forget: forget,
 	}
 	w.budgetNow.Store(int64(cfg.MaxConnections))
 	w.metrics = newMetrics(w, t)
 	t.metrics = w.metrics
 	return w, nil
+}
+
+// Refresh reads the token, password and TLS files again now, whether or
+// not they look changed: a reload asks for it, so that a rotation takes
+// effect at once. A new token restarts every query, as when the token file
+// changes between its periodic reads.
+func (w *Watch) Refresh() {
+	for _, f := range w.forget {
+		f()
+	}
+	w.transport.forgetTLS()
+	select {
+	case w.recheck <- struct{}{}:
+	default:
+	}
 }
 
 // Run watches Consul for its jobs until ctx is cancelled, and returns once
@@ -104,9 +143,10 @@ func (w *Watch) Run(ctx context.Context) {
 }
 
 // Job returns a job of the watch for cfg, or the first invalid field of
-// cfg (see JobConfig.Validate). The job is watched from now until its Run
-// returns: jobs created before the Watch runs are all read together, so
-// that a service they share is read once. Run it as an adapter.Discoverer.
+// cfg (see JobConfig.Validate). Run it as an adapter.Discoverer: it is
+// watched while its Run runs. Jobs created before the Watch runs are all
+// read together from its start, so that a service they share is read once;
+// creating a job of a running Watch changes nothing until the job runs.
 func (w *Watch) Job(cfg JobConfig) (*Job, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -119,18 +159,29 @@ func (w *Watch) Job(cfg JobConfig) (*Job, error) {
 	}
 	j.state = newJob(j)
 	w.mu.Lock()
-	running := w.running
-	if !running {
+	if !w.running {
 		w.early = append(w.early, j.state)
+		j.attached = true
 	}
 	w.mu.Unlock()
-	if running {
+	return j, nil
+}
+
+// attachJob makes the watch watch j, unless it already does.
+func (w *Watch) attachJob(j *Job) {
+	w.mu.Lock()
+	attached, running := j.attached, w.running
+	if !attached && !running {
+		w.early = append(w.early, j.state)
+	}
+	j.attached = true
+	w.mu.Unlock()
+	if !attached && running {
 		select {
 		case w.attach <- j.state:
 		case <-w.stopped:
 		}
 	}
-	return j, nil
 }
 
 // Requests reports how many HTTP requests the watch has sent to Consul.

@@ -132,6 +132,10 @@ func (w *watcher) run(jobs []*job) {
 			w.setDatacenters(dcs)
 		case <-tokenC:
 			w.checkToken()
+		case <-w.w.recheck:
+			if w.w.cfg.TokenFile != "" {
+				w.checkToken()
+			}
 		case <-w.w.transport.refusals:
 			w.refused()
 		case <-budgetC:
