@@ -247,7 +247,7 @@ func TestSystemdCommandLineStarts(t *testing.T) {
 	require.Equal(t, "/bin/kill -HUP $MAINPID", u.one(t, "Service", "ExecReload"))
 	require.NoError(t, cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {
-		return strings.Contains(log.String(), "Asked to reload")
+		return strings.Contains(log.String(), "Completed loading of configuration") && strings.Contains(log.String(), "source=\"the command line\"")
 	}, 20*time.Second, 20*time.Millisecond, "custom-sd logs the reload")
 	select {
 	case <-done:

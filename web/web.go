@@ -32,6 +32,9 @@ type Options struct {
 	// Registry holds the metrics /metrics serves; the handler adds its own
 	// request metrics to it.
 	Registry *prometheus.Registry
+	// Gatherer, if not nil, is what /metrics serves instead of Registry
+	// alone (it should include Registry).
+	Gatherer prometheus.Gatherer
 	// Ready reports whether every job's output holds a complete set.
 	Ready func() bool
 	// Jobs lists the jobs' names, sorted.
@@ -90,11 +93,15 @@ func NewHandler(o Options) (http.Handler, error) {
 		return nil, fmt.Errorf("landing page: %w", err)
 	}
 
+	gatherer := prometheus.Gatherer(o.Registry)
+	if o.Gatherer != nil {
+		gatherer = o.Gatherer
+	}
 	mux := http.NewServeMux()
 	// A GET pattern also matches HEAD; other methods get 405.
 	mux.Handle("GET /{$}", landing)
 	mux.Handle("GET "+MetricsPath, promhttp.InstrumentMetricHandler(o.Registry,
-		promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry, EnableOpenMetrics: true})))
+		promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{Registry: o.Registry, EnableOpenMetrics: true})))
 	mux.Handle("GET "+HealthyPath, instrument("healthy", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		plain(w, http.StatusOK, "custom-sd is Healthy.\n")
 	})))

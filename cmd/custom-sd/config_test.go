@@ -134,7 +134,7 @@ func TestReload(t *testing.T) {
 	// stops but its file stays, added starts.
 	write("  - {name: kept, services: [web]}\n  - {name: changed, tags: [canary]}\n  - {name: added, services: [cache]}\n")
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	d.waitLog(t, 1, "Completed loading of configuration file")
+	d.waitLog(t, 1, "Completed loading of configuration")
 	testconsul.Eventually(t, func() bool { _, err := os.Stat(path("added")); return err == nil }, "the new job writes its file")
 	testconsul.Eventually(t, func() bool { return len(readTargets(t, path("changed"))) == 1 }, "the changed job follows its new selection")
 	require.Contains(t, readTargets(t, path("changed")), "web-2")
@@ -150,7 +150,7 @@ func TestReload(t *testing.T) {
 	before := d.metric(t, "custom_sd_config_last_reload_success_timestamp_seconds", nil)
 	write("  - {name: kept, services: [web], health: critical}\n")
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	d.waitLog(t, 1, "Error reloading the configuration file", `jobs[kept].health: \"critical\" is not one of any, warning, passing`)
+	d.waitLog(t, 1, "Error reloading the configuration; keeping the running configuration", `jobs[kept].health: \"critical\" is not one of any, warning, passing`)
 	require.Equal(t, 0.0, d.metric(t, "custom_sd_config_last_reload_successful", nil))
 	require.Equal(t, before, d.metric(t, "custom_sd_config_last_reload_success_timestamp_seconds", nil))
 	testconsul.Eventually(t, d.status(t, "/targets/added", http.StatusOK), "still served")
@@ -201,7 +201,7 @@ func TestBadConfigFile(t *testing.T) {
 		want string
 	}{
 		{"a bad value", []string{"--config.file=" + bad}, `--config.file: ` + bad + `: jobs[web].output.mode: "rw" is not an octal permission`},
-		{"an unknown field", []string{"--config.file=" + unknown}, "--config.file: " + unknown + ": jobs[web]: servces: line 3: unknown field"},
+		{"an unknown field", []string{"--config.file=" + unknown}, "--config.file: " + unknown + ": jobs[web].servces: line 3: unknown key; the keys here are all_datacenters"},
 		{"a missing file", []string{"--config.file=" + filepath.Join(dir, "nope.yml")}, "--config.file: " + filepath.Join(dir, "nope.yml") + ": open"},
 		{"a job flag beside it", []string{"--config.file=" + good, "--consul.service=web"}, "--consul.service: cannot be combined with --config.file; set it in the configuration file"},
 		{"an output flag beside it", []string{"--config.file=" + good, "--output.file=x.json"}, "--output.file: cannot be combined with --config.file"},

@@ -30,6 +30,7 @@ import (
 
 	"github.com/custom-sd/custom-sd/adapter"
 	"github.com/custom-sd/custom-sd/internal/config"
+	"github.com/custom-sd/custom-sd/internal/supervisor"
 	"github.com/custom-sd/custom-sd/sd/consul"
 	"github.com/custom-sd/custom-sd/web"
 )
@@ -39,8 +40,14 @@ const name = "custom-sd"
 // DefaultListenAddress is where the HTTP side listens unless told otherwise.
 const DefaultListenAddress = ":9099"
 
-// shutdownTimeout bounds how long in-flight HTTP requests may delay exit.
-const shutdownTimeout = 5 * time.Second
+// Stopping is bounded: a SIGTERM ends the process within stopTimeout
+// whatever it is doing (a write to a stuck file system, an agent that
+// hangs, a reload under way), after in-flight HTTP requests have had
+// shutdownTimeout to finish.
+const (
+	stopTimeout     = 4500 * time.Millisecond
+	shutdownTimeout = 3 * time.Second
+)
 
 // defaultGOGC is the garbage collector's target unless GOGC says
 // otherwise: custom-sd holds its output (35 MB at 100,000 targets) for as
@@ -60,8 +67,13 @@ func main() {
 // returns the exit code: 0 after a clean stop, 2 for bad flags or a bad
 // configuration file, 1 otherwise.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "migrate" {
-		return runMigrate(args[1:], os.Stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			return runMigrate(args[1:], os.Stdout, stderr)
+		case "check":
+			return runCheck(args[1:], os.Stdout, stderr)
+		}
 	}
 	s, err := parse(args, stderr)
 	if err != nil {
@@ -75,12 +87,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return 2
 	}
 	// Signals are caught from here on: a SIGTERM or SIGHUP that arrives while
-	// the jobs start must not kill the process.
+	// the jobs start must not kill the process, and a SIGTERM ends it within
+	// stopTimeout whatever it is doing.
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	done := make(chan int, 1)
+	go func() { done <- serveJobs(ctx, s, cfg, hup, stderr, base, logger) }()
+	select {
+	case code := <-done:
+		return code
+	case <-ctx.Done():
+	}
+	select {
+	case code := <-done:
+		return code
+	case <-time.After(stopTimeout):
+		level.Error(logger).Log("msg", "Did not stop in time; exiting anyway", "timeout", stopTimeout)
+		return 1
+	}
+}
+
+// serveJobs starts the configuration's jobs and the HTTP side, and runs
+// them until ctx is cancelled.
+func serveJobs(ctx context.Context, s settings, cfg *config.Config, hup <-chan os.Signal, stderr io.Writer, base, logger log.Logger) int {
 	// Listen before anything starts, so a port in use fails at once.
 	listeners, err := listen(s.listen)
 	if err != nil {
@@ -92,23 +124,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		versioncollector.NewCollector("custom_sd"))
 	runCtx, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
-	sup := newSupervisor(runCtx, logger, reg)
-	rl := newReloader(s.configFile, sup, logger, reg)
+	sup := supervisor.New(runCtx, logger, supervisor.Real{})
+	rl := newReloader(s, sup, logger, reg)
 	handler, err := newHandler(s, sup, rl, reg)
 	if err == nil {
-		err = sup.apply(cfg)
+		err = sup.Apply(cfg)
 	}
 	if err != nil {
-		sup.stop()
+		sup.Stop()
 		closeAll(listeners)
 		fmt.Fprintf(stderr, "%s: error: %s\n", name, oneLine(err))
 		return 2
 	}
-	level.Info(logger).Log("msg", "Starting custom-sd", "version", version.Info(), "jobs", strings.Join(sup.jobNames(), ","))
+	level.Info(logger).Log("msg", "Starting custom-sd", "version", version.Info(), "jobs", strings.Join(sup.Jobs(), ","))
 
 	var g oklog.Group
 	g.Add(oklog.ContextHandler(ctx))
-	g.Add(func() error { <-runCtx.Done(); sup.stop(); return nil }, func(error) { stopJobs() })
+	g.Add(func() error { <-runCtx.Done(); sup.Stop(); return nil }, func(error) { stopJobs() })
 	g.Add(rl.on(hup))
 	g.Add(serve(s, listeners, handler, base, logger))
 	if err := g.Run(); err != nil && ctx.Err() == nil {
@@ -120,9 +152,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 }
 
 // newHandler returns the HTTP side.
-func newHandler(s settings, sup *supervisor, rl *reloader, reg *prometheus.Registry) (http.Handler, error) {
+func newHandler(s settings, sup *supervisor.Supervisor, rl *reloader, reg *prometheus.Registry) (http.Handler, error) {
 	o := web.Options{
-		Registry: reg, Ready: sup.ready, Jobs: sup.jobNames, Targets: sup.targets, Version: version.Info(),
+		Registry: reg, Gatherer: prometheus.Gatherers{reg, sup},
+		Ready: sup.Ready, Jobs: sup.Jobs, Targets: sup.Targets, Version: version.Info(),
 		ServiceOf: func(k adapter.Key) string { return consul.ServiceOf(k.Source) },
 	}
 	if s.lifecycle {
@@ -151,13 +184,22 @@ func serve(s settings, listeners []net.Listener, handler http.Handler, base, log
 		}
 }
 
-// load returns the jobs: those of the configuration file, or the one the
-// flags describe.
+// load loads the configuration, at start and at each reload: the
+// configuration file, or the command line's one job resolved again, so
+// that the files it names are read again; then the files it would write
+// are checked against the file system and against what it reads.
 func (s settings) load() (*config.Config, error) {
 	if s.configFile == "" {
-		return s.jobs, nil
+		cfg, err := s.flagsFile.Resolve(s.dir)
+		if err == nil {
+			err = cfg.CheckPaths(s.webConfig)
+		}
+		return cfg, config.FlagError(err)
 	}
 	cfg, err := config.Load(s.configFile)
+	if err == nil {
+		err = cfg.CheckPaths(s.configFile, s.webConfig)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--config.file: %s: %w", s.configFile, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/custom-sd/custom-sd/internal/config"
 	"github.com/custom-sd/custom-sd/internal/testcerts"
 	"github.com/custom-sd/custom-sd/internal/testprom"
+	"github.com/custom-sd/custom-sd/sd/consul"
 )
 
 // migrateFixture is a Prometheus configuration with consul_sd jobs of
@@ -181,7 +182,9 @@ func TestMigrate(t *testing.T) {
 			require.Equal(t, "https", tls.Config.API.Scheme)
 			require.Equal(t, "/consul", tls.Config.API.PathPrefix)
 			require.Equal(t, "prom", tls.Config.API.HttpAuth.Username)
-			require.Equal(t, "pw", tls.Config.API.HttpAuth.Password, "read from password_file")
+			password, err := consul.ReadSecretFile(tls.Config.PasswordFile)
+			require.NoError(t, err)
+			require.Equal(t, "pw", password, "in password_file")
 			require.Equal(t, filepath.Join(promDir, "certs", "ca.pem"), tls.Config.API.TLSConfig.CAFile)
 			require.Equal(t, filepath.Join(promDir, "certs", "client.pem"), tls.Config.API.TLSConfig.CertFile)
 			require.Equal(t, filepath.Join(promDir, "certs", "client-key.pem"), tls.Config.API.TLSConfig.KeyFile)

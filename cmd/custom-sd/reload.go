@@ -9,23 +9,26 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/custom-sd/custom-sd/internal/config"
+	"github.com/custom-sd/custom-sd/internal/supervisor"
 )
 
-// reloader reloads the configuration file on SIGHUP and POST /-/reload. A
-// file that does not load keeps the running configuration.
+// reloader reloads the configuration on SIGHUP and POST /-/reload: the
+// configuration file, or the command line's one job, resolved again, so
+// that the files it names (token, password, TLS) are read and checked
+// again too. A configuration that does not load, or whose parts do not
+// build, changes nothing (see supervisor.Apply).
 type reloader struct {
 	mu          sync.Mutex // one reload at a time
-	path        string     // "" when the flags describe the job
-	sup         *supervisor
+	s           settings
+	sup         *supervisor.Supervisor
 	logger      log.Logger
 	successful  prometheus.Gauge
 	successTime prometheus.Gauge
 }
 
-func newReloader(path string, sup *supervisor, logger log.Logger, reg prometheus.Registerer) *reloader {
+func newReloader(s settings, sup *supervisor.Supervisor, logger log.Logger, reg prometheus.Registerer) *reloader {
 	r := &reloader{
-		path: path, sup: sup, logger: logger,
+		s: s, sup: sup, logger: logger,
 		successful: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "custom_sd_config_last_reload_successful",
 			Help: "Whether the last configuration reload attempt was successful.",
@@ -41,27 +44,27 @@ func newReloader(path string, sup *supervisor, logger log.Logger, reg prometheus
 	return r
 }
 
-// reload loads the configuration file again and applies it.
+// reload loads the configuration again and applies it.
 func (r *reloader) reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.path == "" {
-		level.Info(r.logger).Log("msg", "Asked to reload, but there is no configuration file: the flags describe the job")
-		return nil
-	}
 	start := time.Now()
-	cfg, err := config.Load(r.path)
+	cfg, err := r.s.load()
 	if err == nil {
-		err = r.sup.apply(cfg)
+		err = r.sup.Apply(cfg)
+	}
+	source := r.s.configFile
+	if source == "" {
+		source = "the command line"
 	}
 	if err != nil {
 		r.successful.Set(0)
-		level.Error(r.logger).Log("msg", "Error reloading the configuration file; keeping the running configuration", "file", r.path, "err", oneLine(err))
+		level.Error(r.logger).Log("msg", "Error reloading the configuration; keeping the running configuration", "source", source, "err", oneLine(err))
 		return err
 	}
 	r.successful.Set(1)
 	r.successTime.SetToCurrentTime()
-	level.Info(r.logger).Log("msg", "Completed loading of configuration file", "file", r.path, "jobs", len(cfg.Jobs), "took", time.Since(start))
+	level.Info(r.logger).Log("msg", "Completed loading of configuration", "source", source, "jobs", len(cfg.Jobs), "took", time.Since(start))
 	return nil
 }
 

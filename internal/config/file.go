@@ -1,9 +1,12 @@
-// Package config reads custom-sd's configuration file: how to reach one or
-// more Consul agents, and any number of jobs, each selecting targets with
-// the fields of Prometheus's consul_sd_configs and writing them to a file of
-// its own. It resolves the file into the libraries' configurations
-// (consul.WatchConfig, consul.JobConfig, adapter.Options), which validate
-// themselves; errors name the job and the field as the file spells them.
+// Package config is custom-sd's configuration: how to reach one or more
+// Consul agents, and any number of jobs, each selecting targets with the
+// fields of Prometheus's consul_sd_configs and writing them to a file of its
+// own. The configuration file is decoded strictly into a File (decode.go);
+// the command line builds the same File for its one job. Either way one
+// resolver (resolve.go) validates it and maps it to the libraries'
+// configurations (consul.WatchConfig, consul.JobConfig, adapter.Options).
+// An error is an *Error, which one table of names (names.go) renders under
+// the file's keys or the command line's flags.
 package config
 
 import "time"
@@ -18,6 +21,9 @@ type File struct {
 	Jobs []*Job `yaml:"jobs"`
 }
 
+// Unset pointer fields take their defaults; a field set to its zero value
+// is checked like any other value.
+
 // Consul is how to reach one agent. Unset fields fall back to the consul
 // CLI's environment variables (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...), as
 // the command-line flags do.
@@ -31,9 +37,9 @@ type Consul struct {
 	Password       string     `yaml:"password,omitempty"`
 	PasswordFile   string     `yaml:"password_file,omitempty"`
 	TLSConfig      *TLSConfig `yaml:"tls_config,omitempty"`
-	MaxConnections int        `yaml:"max_connections,omitempty"`
-	WaitTime       Duration   `yaml:"wait_time,omitempty"`
-	VerifyInterval Duration   `yaml:"verify_interval,omitempty"`
+	MaxConnections *int       `yaml:"max_connections,omitempty"`
+	WaitTime       *Duration  `yaml:"wait_time,omitempty"`
+	VerifyInterval *Duration  `yaml:"verify_interval,omitempty"`
 }
 
 // TLSConfig is how to talk TLS to an agent, as in Prometheus's tls_config.
@@ -84,13 +90,13 @@ type Output struct {
 	Mode string `yaml:"mode,omitempty"`
 	// Interval is the longest a change waits during a burst of writes
 	// (adapter.Options.Interval).
-	Interval Duration `yaml:"interval,omitempty"`
+	Interval *Duration `yaml:"interval,omitempty"`
 	// MaxRemoval and RemovalHold set the mass-removal guard.
-	MaxRemoval  *float64 `yaml:"max_removal,omitempty"`
-	RemovalHold Duration `yaml:"removal_hold,omitempty"`
+	MaxRemoval  *float64  `yaml:"max_removal,omitempty"`
+	RemovalHold *Duration `yaml:"removal_hold,omitempty"`
 	// Shards splits the targets into files by address; Shard, when set,
 	// writes only that shard, to File as named.
-	Shards int  `yaml:"shards,omitempty"`
+	Shards *int `yaml:"shards,omitempty"`
 	Shard  *int `yaml:"shard,omitempty"`
 }
 

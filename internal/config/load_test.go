@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,12 +141,34 @@ func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name, content, want string
 	}{
-		{"not YAML", "jobs: [\n", "did not find expected"},
-		{"unknown top-level field", "jobz: []\n", "field jobz not found"},
-		{"unknown job field", "jobs: [{name: web, servce: [x]}]\n", "jobs[web]: servce: line 1: unknown field"},
-		{"unknown output field", "jobs:\n- name: web\n  output: {fiel: x.json}\n", "jobs[web]: output.fiel: line 3: unknown field"},
-		{"wrong type", "jobs: [{name: web, services: web}]\n", "jobs[web]: line 1: cannot unmarshal"},
+		{"not YAML", "jobs: [\n", "not valid YAML"},
+		{"unknown top-level key", "jobz: []\n", "jobz: line 1: unknown key; the keys here are consul, consuls, jobs"},
+		{"unknown job key", "jobs: [{name: web, servce: [x]}]\n", "jobs[web].servce: line 1: unknown key; the keys here are all_datacenters"},
+		{"unknown output key", "jobs:\n- name: web\n  output: {fiel: x.json}\n", "jobs[web].output.fiel: line 3: unknown key"},
+		{"unknown consul key", "consul:\n  sever: x\njobs: [{name: a}]\n", "consul.sever: line 2: unknown key"},
+		{"unknown TLS key", "consul:\n  tls_config: {ca: x}\njobs: [{name: a}]\n", "consul.tls_config.ca: line 2: unknown key"},
+		{"unknown key of a named consul", "consuls:\n  east: {sever: x}\njobs: [{name: a, consul: east}]\n", "consuls.east.sever: line 2: unknown key"},
+		{"unknown key in a merged mapping", "jobs: [{name: a, <<: {servce: x}}]\n", "jobs[a].servce: line 1: unknown key"},
+		{"two documents", "jobs: [{name: a}]\n---\njobs: [{name: b}]\n", "configuration: line 2: a second YAML document; the configuration is one document"},
+		{"duplicate key", "jobs:\n- name: a\n  services: [x]\n  services: [y]\n", "jobs[a].services: line 4: given twice (first at line 3)"},
+		{"duplicate top-level key", "jobs: []\njobs: [{name: a}]\n", "jobs: line 2: given twice (first at line 1)"},
+		{"token and token file", "consul: {token: x, token_file: t}\njobs: [{name: a}]\n", "consul.token_file: give either token or token_file, not both"},
+		{"mode zero", "jobs: [{name: a, output: {mode: '0'}}]\n", `jobs[a].output.mode: "0" is not a sensible permission: the file's owner cannot read it`},
+		{"world-writable mode", "jobs: [{name: a, output: {mode: '0666'}}]\n", `jobs[a].output.mode: "0666" is not a sensible permission: anyone could write targets into it`},
+		{"not a mapping", "- jobs\n", "configuration: line 1: the configuration is a mapping of consul (or consuls) and jobs"},
+		{"a list for a value", "consul: {server: [a, b]}\njobs: [{name: a}]\n", "consul.server: line 1: takes a single value, not a list"},
+		{"not a number", "consul: {max_connections: many}\njobs: [{name: a}]\n", `consul.max_connections: line 1: "many" is not a whole number`},
+		{"not a boolean", "jobs: [{name: a, allow_stale: yes}]\n", `jobs[a].allow_stale: line 1: "yes" is not true or false`},
+		{"zero interval", "jobs: [{name: a, output: {interval: 0s}}]\n", "jobs[a].output.interval: 0s is not positive"},
+		{"zero shards", "jobs: [{name: a, output: {shards: 0}}]\n", "jobs[a].output.shards: 0 is not at least 1"},
+		{"zero connections", "consul: {max_connections: 0}\njobs: [{name: a}]\n", "consul.max_connections: 0 is below the minimum of 5"},
+		{"a job name too long", "jobs: [{name: " + strings.Repeat("a", 201) + "}]\n", "is 201 bytes long; a job name has at most 200"},
+		{"password and password file", "consul: {username: u, password: x, password_file: p}\njobs: [{name: a}]\n", "consul.password_file: give either password or password_file, not both"},
+		{"password file without user", "consul: {password_file: p}\njobs: [{name: a}]\n", "consul.password_file: needs username"},
+		{"an empty value", "consul: {server: ''}\njobs: [{name: a}]\n", "consul.server: line 1: must not be empty (leave it out for its default)"},
+		{"wrong type", "jobs: [{name: web, services: web}]\n", "jobs[web].services: line 1: takes a list, not a single value"},
 		{"no jobs", "consul: {}\n", "jobs: at least one job is needed"},
+		{"empty file", "", "jobs: at least one job is needed"},
 		{"bad job name", "jobs: [{name: 'a/b'}]\n", `jobs[a/b].name: "a/b" is not a job name`},
 		{"missing job name", "jobs: [{services: [x]}]\n", `jobs[0].name: "" is not a job name`},
 		{"duplicate name", "jobs: [{name: a}, {name: a, output: {file: b.json}}]\n", `jobs[a].name: "a" names another job too`},
@@ -154,14 +177,14 @@ func TestLoadErrors(t *testing.T) {
 		{"bad mode", "jobs: [{name: a, output: {mode: rw}}]\n", `jobs[a].output.mode: "rw" is not an octal permission`},
 		{"bad duration", "jobs: [{name: a, output: {interval: soon}}]\n", `"soon" is not a duration`},
 		{"bad max removal", "jobs: [{name: a, output: {max_removal: 2}}]\n", "jobs[a].output.max_removal: 2 is not a share between 0 and 1"},
-		{"shard without shards", "jobs: [{name: a, output: {shard: 0}}]\n", "jobs[a].output.shard: 0 is not a shard from 0 to 0"},
+		{"shard without shards", "jobs: [{name: a, output: {shard: 0}}]\n", "jobs[a].output.shard: 0 is not -1 or a shard from 0 to 0 (set output.shards)"},
 		{"bad health", "jobs: [{name: a, health: critical}]\n", `jobs[a].health: "critical" is not one of any, warning, passing`},
 		{"bad filter", "jobs: [{name: a, filter: 'Service.Port <'}]\n", `jobs[a].filter: "Service.Port <" is not a Consul filter expression`},
 		{"bad health filter", "jobs: [{name: a, health_filter: 'x =='}]\n", `jobs[a].health_filter: "x ==" is not a Consul filter expression`},
 		{"bad exclude", "jobs: [{name: a, exclude_services: ['(']}]\n", `jobs[a].exclude_services: "(": error parsing regexp`},
 		{"datacenter and datacenters", "jobs: [{name: a, datacenter: dc1, datacenters: [dc2]}]\n", "jobs[a].datacenter: give datacenter, datacenters or all_datacenters"},
 		{"datacenters and all", "jobs: [{name: a, datacenters: [dc2], all_datacenters: true}]\n", "jobs[a].all_datacenters: cannot be combined with datacenters"},
-		{"empty tag separator", "jobs: [{name: a, tag_separator: ''}]\n", "jobs[a].tag_separator: must not be empty"},
+		{"empty tag separator", "jobs: [{name: a, tag_separator: ''}]\n", "jobs[a].tag_separator: line 1: must not be empty"},
 		{"consul and consuls", "consul: {}\nconsuls: {a: {}}\njobs: [{name: a}]\n", "consul: give either consul or consuls"},
 		{"job without its consul", "consuls: {east: {}}\njobs: [{name: a}]\n", "jobs[a].consul: name one of the consuls"},
 		{"unknown consul", "consuls: {east: {}}\njobs: [{name: a, consul: west}]\n", `jobs[a].consul: "west" is not in consuls`},
@@ -169,7 +192,7 @@ func TestLoadErrors(t *testing.T) {
 		{"credentials in the server", "consul: {server: 'http://u:p@x:1'}\njobs: [{name: a}]\n", "consul.server: must not carry credentials; use username and password"},
 		{"few connections", "consul: {max_connections: 3}\njobs: [{name: a}]\n", "consul.max_connections: 3 is below the minimum of 5"},
 		{"wait too long", "consul: {wait_time: 11m}\njobs: [{name: a}]\n", "consul.wait_time: 11m0s is not between 0 and 10m0s"},
-		{"negative verify interval", "consul: {verify_interval: -1m}\njobs: [{name: a}]\n", "consul.verify_interval: -1m0s is negative"},
+		{"negative verify interval", "consul: {verify_interval: -1m}\njobs: [{name: a}]\n", "consul.verify_interval: -1m0s is not positive"},
 		{"missing token file", "consul: {token_file: nope}\njobs: [{name: a}]\n", "consul.token_file: open " + filepath.Join(dir, "nope")},
 		{"certificate without key", "consul: {tls_config: {cert_file: cert.pem}}\njobs: [{name: a}]\n", "consul.tls_config.cert_file: a client certificate needs tls_config.key_file"},
 		{"password without user", "consul: {password: x}\njobs: [{name: a}]\n", "consul.username: a password needs a username"},
