@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -26,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
-	toolkit "github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/custom-sd/custom-sd/adapter"
 	"github.com/custom-sd/custom-sd/internal/config"
@@ -162,26 +160,6 @@ func newHandler(s settings, sup *supervisor.Supervisor, rl *reloader, reg *prome
 		o.Reload = rl.reload
 	}
 	return web.NewHandler(o)
-}
-
-// serve returns the HTTP server as an actor.
-func serve(s settings, listeners []net.Listener, handler http.Handler, base, logger log.Logger) (func() error, func(error)) {
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	return func() error {
-			err := toolkit.ServeMultiple(listeners, srv, &toolkit.FlagConfig{
-				WebListenAddresses: &s.listen, WebSystemdSocket: new(bool), WebConfigFile: &s.webConfig,
-			}, slogLogger(base, "web"))
-			if errors.Is(err, http.ErrServerClosed) {
-				return nil
-			}
-			return fmt.Errorf("HTTP server: %w", err)
-		}, func(error) {
-			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				level.Warn(logger).Log("msg", "HTTP server did not shut down cleanly", "err", err)
-			}
-		}
 }
 
 // load loads the configuration, at start and at each reload: the

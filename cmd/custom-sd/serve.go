@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+)
+
+// serve returns the HTTP server as an actor.
+func serve(s settings, listeners []net.Listener, handler http.Handler, base, logger log.Logger) (func() error, func(error)) {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	return func() error {
+			err := toolkit.ServeMultiple(listeners, srv, &toolkit.FlagConfig{
+				WebListenAddresses: &s.listen, WebSystemdSocket: new(bool), WebConfigFile: &s.webConfig,
+			}, slogLogger(base, "web"))
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("HTTP server: %w", err)
+		}, func(error) {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				level.Warn(logger).Log("msg", "HTTP server did not shut down cleanly", "err", err)
+			}
+		}
+}
