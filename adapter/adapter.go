@@ -26,8 +26,10 @@ type Adapter struct {
 
 // New returns an Adapter that writes the groups of providers, keyed by a name
 // of your choice, to the file_sd file at path (or, with Options.Shards, to
-// one file per shard named by ShardPath). It fails if a path is a directory.
-// It removes temporary files an earlier run left next to the files.
+// one file per shard named by ShardPath). It fails if a path exists and is
+// not a regular file. It reads the files but changes nothing on disk and
+// starts nothing: Run removes temporary files an earlier run left next to
+// the files, then writes.
 func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, error) {
 	if len(providers) == 0 {
 		return nil, errNoDiscoverers
@@ -89,6 +91,9 @@ type update struct {
 // backoff; the previous file stays in place meanwhile. An update that would
 // remove too many targets at once is held back (see Options.MaxRemoval).
 func (a *Adapter) Run(ctx context.Context) {
+	for _, o := range a.outputs {
+		o.writer.cleanUp()
+	}
 	only, updates, wait := a.start(ctx)
 	defer wait()
 	var wake timer

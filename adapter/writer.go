@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"syscall"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -48,36 +49,115 @@ type content struct {
 	hash uint64
 }
 
+// maxOldOutput is the most of an existing output file newWriter reads: a
+// larger file is replaced without comparing.
+const maxOldOutput = 1 << 30
+
 // newWriter prepares to write shard of each set to path. It refuses a path
-// that is a directory, removes temporary files a killed predecessor left
-// next to it, and reads the current content so that an unchanged file is not
-// rewritten after a restart.
+// that is a directory or another file that is not a regular one (a named
+// pipe, a device, a socket), and reads the current content, at most
+// maxOldOutput of it, so that an unchanged file is not rewritten after a
+// restart. It never blocks on opening the file. It changes nothing on
+// disk: see cleanUp.
 func newWriter(path string, shard int, mode os.FileMode, logger log.Logger) (*writer, error) {
 	w := &writer{path: path, shard: shard, mode: mode, logger: logger, ops: osFileOps, groups: map[Key]renderedGroup{}, baseline: -1, seed: maphash.MakeSeed()}
-	fi, err := os.Stat(path)
+	data, err := readOld(path)
 	switch {
-	case err == nil && fi.IsDir():
-		return nil, fmt.Errorf("output file %s is a directory", path)
-	case err == nil:
-		data, err := os.ReadFile(path)
-		if err != nil {
-			level.Warn(logger).Log("msg", "Cannot read the current output file; it will be replaced", "path", path, "err", err)
-			break
-		}
+	case errors.Is(err, errNotRegular):
+		return nil, err
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		level.Warn(logger).Log("msg", "Cannot read the current output file; it will be replaced", "path", path, "err", err)
+	case data != nil:
 		found := w.contentOf(bytes.NewReader(data).WriteTo)
 		w.onDisk = &found
 		w.baseline = countTargets(data)
-	case !errors.Is(err, fs.ErrNotExist):
-		level.Warn(logger).Log("msg", "Cannot stat the output file", "path", path, "err", err)
-	}
-	removed, err := removeStaleTemps(path)
-	for _, r := range removed {
-		level.Info(logger).Log("msg", "Removed a temporary file left by an earlier run", "path", r)
-	}
-	if err != nil {
-		level.Warn(logger).Log("msg", "Cannot clean up temporary files", "err", err)
 	}
 	return w, nil
+}
+
+var errNotRegular = errors.New("not a regular file")
+
+// CheckOutputPath reports why the file at path cannot be an output: it is
+// a directory, or exists and is not a regular file (a named pipe, a
+// device, a socket). A path that does not exist can be one.
+func CheckOutputPath(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.Mode().IsRegular():
+		return notRegular(path, fi.Mode())
+	}
+	return nil
+}
+
+// readOld reads an existing output file: nil content for one larger than
+// maxOldOutput, an error wrapping errNotRegular for one that is not a
+// regular file. It opens the file without blocking (a named pipe would
+// block an open for reading until a writer came) and checks what it
+// opened.
+func readOld(path string) ([]byte, error) {
+	if err := CheckOutputPath(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular(): // replaced since the Stat above
+		return nil, notRegular(path, fi.Mode())
+	case fi.Size() > maxOldOutput:
+		return nil, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxOldOutput+1))
+	if err != nil || len(data) > maxOldOutput {
+		return nil, err
+	}
+	return data, nil
+}
+
+func notRegular(path string, mode fs.FileMode) error {
+	if mode.IsDir() {
+		return fmt.Errorf("output file %s is a directory: %w", path, errNotRegular)
+	}
+	return fmt.Errorf("output file %s exists and is %s, %w", path, kindOf(mode), errNotRegular)
+}
+
+// kindOf names a file's type.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "of type " + m.Type().String()
+}
+
+// cleanUp removes temporary files a killed predecessor left next to the
+// output; an adapter does it when it starts to run.
+func (w *writer) cleanUp() {
+	removed, err := removeStaleTemps(w.path)
+	for _, r := range removed {
+		level.Info(w.logger).Log("msg", "Removed a temporary file left by an earlier run", "path", r)
+	}
+	if err != nil {
+		level.Warn(w.logger).Log("msg", "Cannot clean up temporary files", "err", err)
+	}
 }
 
 // render diffs a complete set against the set last rendered and returns it

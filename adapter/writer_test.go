@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -178,7 +179,9 @@ func TestTempNamesDoNotMatchFileSDGlobs(t *testing.T) {
 	}
 }
 
-func TestNewWriterRemovesStaleTempFiles(t *testing.T) {
+// TestCleanUpRemovesStaleTempFiles: newWriter changes nothing on disk;
+// cleanUp removes the temporary files a killed predecessor left.
+func TestCleanUpRemovesStaleTempFiles(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "out.json")
@@ -187,15 +190,40 @@ func TestNewWriterRemovesStaleTempFiles(t *testing.T) {
 	for _, p := range []string{stale, other} {
 		require.NoError(t, os.WriteFile(p, []byte("[{"), 0o600))
 	}
-	newTestWriter(t, path, 0o644)
+	w := newTestWriter(t, path, 0o644)
 	_, err := os.Stat(stale)
+	require.NoError(t, err, "building a writer changes nothing on disk")
+	w.cleanUp()
+	_, err = os.Stat(stale)
 	require.ErrorIs(t, err, os.ErrNotExist)
 	_, err = os.Stat(other)
 	require.NoError(t, err, "another output's temporary file is left alone")
 }
 
-func TestNewWriterRefusesDirectory(t *testing.T) {
+// TestNewWriterRefusesWhatIsNotARegularFile: a directory, a named pipe (an
+// open would block), a device (a read would not end) and a socket are
+// refused at once, without reading them.
+func TestNewWriterRefusesWhatIsNotARegularFile(t *testing.T) {
 	t.Parallel()
-	_, err := newWriter(t.TempDir(), 0, 0o644, log.NewNopLogger())
-	require.ErrorContains(t, err, "is a directory")
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.json")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o644))
+	device := filepath.Join(dir, "zero.json")
+	require.NoError(t, os.Symlink("/dev/zero", device))
+	sock := filepath.Join(dir, "sock.json")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	tests := []struct{ name, path, want string }{
+		{"a directory", dir, "is a directory"},
+		{"a named pipe", fifo, "exists and is a named pipe, not a regular file"},
+		{"a device", device, "exists and is a character device, not a regular file"},
+		{"a socket", sock, "exists and is a socket, not a regular file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := newWriter(tc.path, 0, 0o644, log.NewNopLogger())
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
 }

@@ -301,6 +301,8 @@ func TestBadFlags(t *testing.T) {
 	require.NoError(t, os.WriteFile(existing, []byte("[]\n"), 0o644))
 	unreadable := filepath.Join(dir, "token")
 	require.NoError(t, os.Mkdir(unreadable, 0o755)) // reading a directory fails
+	fifo := filepath.Join(dir, "fifo")
+	require.NoError(t, syscall.Mkfifo(fifo, 0o600))
 	emptyToken := filepath.Join(dir, "empty-token")
 	require.NoError(t, os.WriteFile(emptyToken, nil, 0o600))
 	badWebConfig := filepath.Join(dir, "web.yml")
@@ -320,7 +322,9 @@ func TestBadFlags(t *testing.T) {
 		{"mode unreadable", []string{"--output.mode=0"}, `--output.mode: "0" is not a sensible permission`},
 		{"empty output file", []string{"--output.file="}, "--output.file: must not be empty"},
 		{"output is a directory", []string{"--output.file=" + dir}, "--output.file: " + dir + " is a directory"},
-		{"unreadable token file", []string{"--consul.token-file=" + unreadable}, "--consul.token-file: read " + unreadable},
+		{"a directory as the token file", []string{"--consul.token-file=" + unreadable}, "--consul.token-file: " + unreadable + " is not a regular file"},
+		{"a named pipe as the token file", []string{"--consul.token-file=" + fifo}, "--consul.token-file: " + fifo + " is not a regular file"},
+		{"a device as the token file", []string{"--consul.token-file=/dev/zero"}, "--consul.token-file: /dev/zero is not a regular file"},
 		{"empty token file", []string{"--consul.token-file=" + emptyToken}, "--consul.token-file: " + emptyToken + " is empty"},
 		{"zero interval", []string{"--output.interval=0s"}, "--output.interval: 0s is not positive"},
 		{"too few connections", []string{"--consul.max-connections=4"}, "--consul.max-connections: 4 is below the minimum of 5"},

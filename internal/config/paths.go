@@ -7,7 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
+
+	"github.com/custom-sd/custom-sd/adapter"
 )
 
 // maxNameLen is the longest file name the platforms custom-sd runs on
@@ -64,13 +65,8 @@ func checkOutput(p string, inputs []string, written map[string]string, job strin
 		return fmt.Errorf("%s is written by job %s too", describe(p, real), other)
 	}
 	written[real] = job
-	switch fi, err := os.Stat(real); {
-	case err == nil && fi.IsDir():
-		return fmt.Errorf("%s is a directory", describe(p, real))
-	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Errorf("%s exists and is not a regular file (%s)", describe(p, real), kind(fi.Mode()))
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: %w", p, err)
+	if err := adapter.CheckOutputPath(real); err != nil {
+		return err
 	}
 	dir := filepath.Dir(real)
 	if probed[dir] {
@@ -127,19 +123,4 @@ func describe(p, real string) string {
 		return p
 	}
 	return p + " (" + real + ")"
-}
-
-// kind names a file's type.
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return strings.TrimSpace(m.Type().String())
 }

@@ -3,12 +3,14 @@ package consul
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -189,13 +191,33 @@ func newClient(conf api.Config, t *transport) (*api.Client, error) {
 	return c, nil
 }
 
+// maxSecret is the longest token or password file read.
+const maxSecret = 64 << 10
+
 // ReadSecretFile reads a token or password from a file, without the
 // surrounding whitespace. An error names the file, never its content; an
-// empty file is an error.
+// empty file is an error, and so is a file that is not a regular one (a
+// named pipe would block the read, a device might never end it) or that is
+// larger than 64 KiB.
 func ReadSecretFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("read %s: %w", path, err)
+	case len(b) > maxSecret:
+		return "", fmt.Errorf("%s is larger than %d bytes: not a token or password", path, maxSecret)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
