@@ -28,7 +28,13 @@ func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 // testMain builds the binary, runs the tests and removes the binary, and
 // returns the exit code: os.Exit would skip the deferred removal.
+// CUSTOM_SD_TEST_BINARY runs the tests against another build instead (an
+// earlier commit's, to see a test fail there).
 func testMain(m *testing.M) int {
+	if p := os.Getenv("CUSTOM_SD_TEST_BINARY"); p != "" {
+		binPath = p
+		return testconsul.Run(m)
+	}
 	dir, err := os.MkdirTemp("", "custom-sd-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
