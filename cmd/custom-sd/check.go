@@ -24,6 +24,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.UsageWriter(stdout)
 	app.ErrorWriter(stderr)
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "%s: error: check: expected command config (custom-sd check config FILE)\n", name)
+		return 2
+	}
 	exited := -1
 	app.Terminate(func(c int) { exited = c })
 	cmd := app.Command("config", "Checks a configuration file: its syntax, its values, the files it reads and the directories it writes to. Contacts no Consul agent.")
@@ -123,8 +127,8 @@ func selects(j *config.JobSpec) string {
 	if sel.HealthFilter != "" {
 		parts = append(parts, "health filter")
 	}
-	if len(sel.Exclude) > 0 {
-		parts = append(parts, fmt.Sprintf("%d exclusions", len(sel.Exclude)))
+	for _, re := range sel.Exclude {
+		parts = append(parts, "not "+strings.TrimSuffix(strings.TrimPrefix(re.String(), "^(?:"), ")$"))
 	}
 	switch {
 	case j.Job.AllDatacenters:
