@@ -43,7 +43,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "Checking %s\n", *file)
 	cfg, err := config.Load(*file)
 	if err == nil {
-		err = cfg.CheckPaths(*file)
+		err = cfg.CheckPaths(config.Input{Path: *file, What: "the configuration file"})
 	}
 	if err != nil {
 		fmt.Fprintf(stdout, "  FAILED: %s\n", oneLine(err))

@@ -53,7 +53,7 @@ jobs:
 		{"a missing output directory", []string{"config", write("nodir.yml", "jobs: [{name: a, output: {file: missing/a.json}}]\n")}, 1,
 			[]string{"FAILED: jobs[a].output.file: the directory " + filepath.Join(dir, "missing") + " does not exist"}, ""},
 		{"its own output", []string{"config", write("self.yml", "jobs: [{name: a, output: {file: self.yml}}]\n")}, 1,
-			[]string{"is a file custom-sd reads"}, ""},
+			[]string{"self.yml is the configuration file; writing it would overwrite that input"}, ""},
 		{"a missing file", []string{"config", filepath.Join(dir, "nope.yml")}, 1, []string{"FAILED: open " + filepath.Join(dir, "nope.yml")}, ""},
 		{"no file", []string{"config"}, 2, nil, "required argument 'file' not provided"},
 		{"no subcommand", nil, 2, nil, "expected command config"},

@@ -162,6 +162,11 @@ func newHandler(s settings, sup *supervisor.Supervisor, rl *reloader, reg *prome
 	return web.NewHandler(o)
 }
 
+// inputs are the files of the command line custom-sd reads.
+func (s settings) inputs() []config.Input {
+	return []config.Input{{Path: s.configFile, What: "the configuration file"}, {Path: s.webConfig, What: "the web configuration file"}}
+}
+
 // load loads the configuration, at start and at each reload: the
 // configuration file, or the command line's one job resolved again, so
 // that the files it names are read again; then the files it would write
@@ -170,13 +175,13 @@ func (s settings) load() (*config.Config, error) {
 	if s.configFile == "" {
 		cfg, err := s.flagsFile.Resolve(s.dir)
 		if err == nil {
-			err = cfg.CheckPaths(s.webConfig)
+			err = cfg.CheckPaths(s.inputs()...)
 		}
 		return cfg, config.FlagError(err)
 	}
 	cfg, err := config.Load(s.configFile)
 	if err == nil {
-		err = cfg.CheckPaths(s.configFile, s.webConfig)
+		err = cfg.CheckPaths(s.inputs()...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--config.file: %s: %w", s.configFile, err)

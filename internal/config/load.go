@@ -28,7 +28,7 @@ type Watch struct {
 	Config consul.WatchConfig
 	// Files are the files the agent's settings name (token, password,
 	// TLS), which custom-sd reads and re-reads.
-	Files []string
+	Files []Input
 	// Fingerprint changes when the agent's settings change.
 	Fingerprint string
 }
@@ -47,6 +47,12 @@ type JobSpec struct {
 	// Fingerprint changes when anything of the job changes, its agent's
 	// settings included.
 	Fingerprint string
+}
+
+// Input is a file custom-sd reads: its path, and what it is ("the token
+// file of consul default").
+type Input struct {
+	Path, What string
 }
 
 // Paths lists the files the job writes.

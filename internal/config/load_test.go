@@ -193,7 +193,7 @@ func TestLoadErrors(t *testing.T) {
 		{"few connections", "consul: {max_connections: 3}\njobs: [{name: a}]\n", "consul.max_connections: 3 is below the minimum of 5"},
 		{"wait too long", "consul: {wait_time: 11m}\njobs: [{name: a}]\n", "consul.wait_time: 11m0s is not between 0 and 10m0s"},
 		{"negative verify interval", "consul: {verify_interval: -1m}\njobs: [{name: a}]\n", "consul.verify_interval: -1m0s is not positive"},
-		{"missing token file", "consul: {token_file: nope}\njobs: [{name: a}]\n", "consul.token_file: open " + filepath.Join(dir, "nope")},
+		{"missing token file", "consul: {token_file: nope}\njobs: [{name: a}]\n", "consul.token_file: stat " + filepath.Join(dir, "nope")},
 		{"certificate without key", "consul: {tls_config: {cert_file: cert.pem}}\njobs: [{name: a}]\n", "consul.tls_config.cert_file: a client certificate needs tls_config.key_file"},
 		{"password without user", "consul: {password: x}\njobs: [{name: a}]\n", "consul.username: a password needs a username"},
 		{"a named consul's error", "consuls: {east: {scheme: ftp}}\njobs: [{name: a, consul: east}]\n", `consuls.east.scheme: "ftp" is not http or https`},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,18 +26,18 @@ const tempOverhead = 1 + len(".tmp-") + 10
 // resolved through symbolic links, must be in an existing directory that
 // custom-sd can create files in, be a regular file if it exists, have a
 // name short enough for the writer's temporary file beside it, and be
-// neither an input — a file of inputs (the configuration file, the web
-// configuration) or one the agents' settings name — nor another job's
+// neither an input — one of inputs (the configuration file, the web
+// configuration) or a file the agents' settings name — nor another job's
 // output. It creates and removes a probe file in each output directory. An
 // error is an *Error naming the job's output.file.
-func (c *Config) CheckPaths(inputs ...string) error {
-	for _, w := range c.Consuls {
-		inputs = append(inputs, w.Files...)
+func (c *Config) CheckPaths(inputs ...Input) error {
+	for _, name := range slices.Sorted(maps.Keys(c.Consuls)) {
+		inputs = append(inputs, c.Consuls[name].Files...)
 	}
-	var in []string
-	for _, p := range inputs {
-		if p != "" {
-			in = append(in, resolved(p))
+	in := map[string]string{} // resolved path → what it is
+	for _, i := range inputs {
+		if _, ok := in[resolved(i.Path)]; i.Path != "" && !ok {
+			in[resolved(i.Path)] = i.What
 		}
 	}
 	written := map[string]string{} // resolved output → job
@@ -53,13 +54,13 @@ func (c *Config) CheckPaths(inputs ...string) error {
 }
 
 // checkOutput checks one output path; see CheckPaths.
-func checkOutput(p string, inputs []string, written map[string]string, job string, probed map[string]bool) error {
+func checkOutput(p string, inputs, written map[string]string, job string, probed map[string]bool) error {
 	if n := len(filepath.Base(p)) + tempOverhead; n > maxNameLen {
 		return fmt.Errorf("the name %.40s... is too long: with the temporary file's prefix and suffix it has %d bytes, and a file name has at most %d", filepath.Base(p), n, maxNameLen)
 	}
 	real := resolved(p)
-	if slices.Contains(inputs, real) {
-		return fmt.Errorf("%s is a file custom-sd reads (configuration, token, password, TLS or web configuration); writing it would overwrite that input", describe(p, real))
+	if what, ok := inputs[real]; ok {
+		return fmt.Errorf("%s is %s; writing it would overwrite that input", describe(p, real), what)
 	}
 	if other, ok := written[real]; ok {
 		return fmt.Errorf("%s is written by job %s too", describe(p, real), other)

@@ -30,13 +30,13 @@ func TestCheckPaths(t *testing.T) {
 
 	tests := []struct {
 		name, jobs string
-		inputs     []string
+		inputs     []Input
 		want       string // "" for none
 	}{
 		{"fine", "  - {name: a, output: {file: sd/a.json}}\n  - {name: b, output: {file: sd/b.json, shards: 2}}\n", nil, ""},
-		{"the configuration file", "  - {name: a, output: {file: c.yml}}\n", []string{filepath.Join(dir, "c.yml")}, "jobs[a].output.file: " + filepath.Join(dir, "c.yml") + " is a file custom-sd reads"},
-		{"the token file", "  - {name: a, output: {file: token}}\n", nil, "is a file custom-sd reads"},
-		{"the web configuration", "  - {name: a, output: {file: web.yml}}\n", []string{filepath.Join(dir, "web.yml")}, "is a file custom-sd reads"},
+		{"the configuration file", "  - {name: a, output: {file: c.yml}}\n", []Input{{filepath.Join(dir, "c.yml"), "the configuration file"}}, "jobs[a].output.file: " + filepath.Join(dir, "c.yml") + " is the configuration file; writing it would overwrite that input"},
+		{"the token file", "  - {name: a, output: {file: token}}\n", nil, "token is the token file of consul default; writing it would overwrite that input"},
+		{"the web configuration", "  - {name: a, output: {file: web.yml}}\n", []Input{{filepath.Join(dir, "web.yml"), "the web configuration file"}}, "web.yml is the web configuration file"},
 		{"another job's file through a link", "  - {name: a, output: {file: sd/a.json}}\n  - {name: b, output: {file: link/a.json}}\n", nil,
 			"jobs[b].output.file: " + filepath.Join(dir, "link", "a.json") + " (" + filepath.Join(dir, "sd", "a.json") + ") is written by job a too"},
 		{"another job's shard", "  - {name: a, output: {file: sd/a.json, shards: 2}}\n  - {name: b, output: {file: sd/a.1.json}}\n", nil, "is written by job a too"},

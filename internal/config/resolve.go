@@ -37,7 +37,7 @@ func (f *File) Resolve(dir string) (*Config, error) {
 		if cs == nil {
 			cs = &Consul{}
 		}
-		w, files, err := cs.resolve(dir)
+		w, files, err := cs.resolve(dir, "consul "+name)
 		if err != nil {
 			return nil, in(section, err)
 		}
@@ -73,9 +73,9 @@ func (f *File) Resolve(dir string) (*Config, error) {
 }
 
 // resolve maps the agent's section to a consul.WatchConfig, and lists the
-// files it names. Unset fields take the consul CLI's environment variables
-// (api.DefaultConfig), then the libraries' defaults.
-func (cs *Consul) resolve(dir string) (consul.WatchConfig, []string, error) {
+// files it names, as those of agent. Unset fields take the consul CLI's
+// environment variables (api.DefaultConfig), then the libraries' defaults.
+func (cs *Consul) resolve(dir, agent string) (consul.WatchConfig, []Input, error) {
 	conf := *api.DefaultConfig()
 	w := consul.WatchConfig{}
 	// The watch reads and re-reads the token file itself.
@@ -143,10 +143,13 @@ func (cs *Consul) resolve(dir string) (consul.WatchConfig, []string, error) {
 	if err := w.Validate(); err != nil {
 		return w, nil, fromField(err)
 	}
-	var files []string
-	for _, f := range []string{w.TokenFile, w.PasswordFile, conf.TLSConfig.CAFile, conf.TLSConfig.CertFile, conf.TLSConfig.KeyFile} {
-		if f != "" {
-			files = append(files, f)
+	var files []Input
+	for _, f := range []Input{
+		{w.TokenFile, "token file"}, {w.PasswordFile, "password file"},
+		{conf.TLSConfig.CAFile, "CA file"}, {conf.TLSConfig.CertFile, "certificate file"}, {conf.TLSConfig.KeyFile, "key file"},
+	} {
+		if f.Path != "" {
+			files = append(files, Input{f.Path, "the " + f.What + " of " + agent})
 		}
 	}
 	return w, files, nil
