@@ -1,4 +1,4 @@
-package main
+package migrate
 
 import (
 	"errors"
@@ -367,88 +367,4 @@ func (c *consulSD) tlsConfig(p pair, path func(string) string) error {
 
 func prefixErr(key string, err error) error {
 	return fmt.Errorf("%s.%w", key, err)
-}
-
-// pair is one key of a YAML mapping and its value.
-type pair struct {
-	key   string
-	value *yaml.Node
-}
-
-// decode decodes the value into dst; the error names the key and the line.
-func (p pair) decode(dst any) error {
-	if err := p.value.Decode(dst); err != nil {
-		return fmt.Errorf("%s: %w", p.key, yamlError(err))
-	}
-	return nil
-}
-
-// decodePath decodes a file path and maps it with path.
-func (p pair) decodePath(dst *string, path func(string) string) error {
-	if err := p.decode(dst); err != nil {
-		return err
-	}
-	if *dst != "" {
-		*dst = path(*dst)
-	}
-	return nil
-}
-
-// yamlError keeps the first of yaml's errors, on one line.
-func yamlError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		return errors.New(te.Errors[0])
-	}
-	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
-}
-
-// resolve follows aliases.
-func resolve(n *yaml.Node) *yaml.Node {
-	for n != nil && n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
-	return n
-}
-
-// mappingPairs lists a mapping's keys in order, with merge keys (<<)
-// expanded: the mapping's own keys win over merged ones, and an earlier
-// merged mapping over a later one, as YAML says.
-func mappingPairs(n *yaml.Node) ([]pair, error) {
-	n = resolve(n)
-	if n == nil || n.Kind != yaml.MappingNode {
-		line := 0
-		if n != nil {
-			line = n.Line
-		}
-		return nil, fmt.Errorf("line %d: not a mapping", line)
-	}
-	var own, merged []pair
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
-			sources := []*yaml.Node{v}
-			if rv := resolve(v); rv != nil && rv.Kind == yaml.SequenceNode {
-				sources = rv.Content
-			}
-			for _, s := range sources {
-				ps, err := mappingPairs(s)
-				if err != nil {
-					return nil, err
-				}
-				merged = append(merged, ps...)
-			}
-			continue
-		}
-		own = append(own, pair{k.Value, v})
-	}
-	seen := map[string]bool{}
-	var pairs []pair
-	for _, p := range append(own, merged...) {
-		if !seen[p.key] {
-			seen[p.key] = true
-			pairs = append(pairs, p)
-		}
-	}
-	return pairs, nil
 }
