@@ -31,11 +31,15 @@ type consulScrape struct {
 	entries []*yaml.Node
 }
 
-// parsePrometheus parses a Prometheus configuration into its node tree.
+// parsePrometheus parses a Prometheus configuration into its node tree,
+// refusing one whose aliases expand it beyond reason.
 func parsePrometheus(src []byte) (*promFile, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, fmt.Errorf("not YAML: %w", yamlError(err))
+	}
+	if err := checkExpansion(&doc); err != nil {
+		return nil, err
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
 		return nil, errors.New("empty file")
