@@ -32,13 +32,17 @@ type consulScrape struct {
 }
 
 // parsePrometheus parses a Prometheus configuration into its node tree,
-// refusing one whose aliases expand it beyond reason.
+// refusing one whose aliases expand it beyond reason, or with a key given
+// twice in a mapping.
 func parsePrometheus(src []byte) (*promFile, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, fmt.Errorf("not YAML: %w", yamlError(err))
 	}
 	if err := checkExpansion(&doc); err != nil {
+		return nil, err
+	}
+	if err := checkDuplicates(&doc); err != nil {
 		return nil, err
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
