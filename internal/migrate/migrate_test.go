@@ -332,7 +332,7 @@ func TestConvertBadInput(t *testing.T) {
 			"prometheus.yml: no scrape job uses consul_sd_configs (scrape_config_files are not read: migrate each of them too)"},
 		{"no job_name", "scrape_configs: [{consul_sd_configs: [{}]}]\n", "scrape_configs[0]: line 1: no job_name"},
 		{"bad entry", "scrape_configs: [{job_name: a, consul_sd_configs: [{services: web}]}]\n",
-			`prometheus.yml: scrape job "a": consul_sd_configs[0]: services: line 1: cannot unmarshal`},
+			"prometheus.yml: scrape job \"a\": consul_sd_configs[0]: line 1: cannot unmarshal !!str `web` into []string"},
 		{"consul_sd_configs not a list", "scrape_configs: [{job_name: a, consul_sd_configs: {server: x}}]\n",
 			`prometheus.yml: scrape job "a": consul_sd_configs: line 1: not a list`},
 		{"every consul_sd_configs empty", "scrape_configs: [{job_name: a, consul_sd_configs: []}]\n",

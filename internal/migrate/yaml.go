@@ -30,29 +30,11 @@ func lookup(n *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
-// pair is one key of a YAML mapping and its value.
+// pair is one key of a YAML mapping, its line, and its value.
 type pair struct {
 	key   string
+	line  int
 	value *yaml.Node
-}
-
-// decode decodes the value into dst; the error names the key and the line.
-func (p pair) decode(dst any) error {
-	if err := p.value.Decode(dst); err != nil {
-		return fmt.Errorf("%s: %w", p.key, yamlError(err))
-	}
-	return nil
-}
-
-// decodePath decodes a file path and maps it with path.
-func (p pair) decodePath(dst *string, path func(string) string) error {
-	if err := p.decode(dst); err != nil {
-		return err
-	}
-	if *dst != "" {
-		*dst = path(*dst)
-	}
-	return nil
 }
 
 // mappingPairs lists a mapping's keys in order, with merge keys (<<)
@@ -84,7 +66,7 @@ func mappingPairs(n *yaml.Node) ([]pair, error) {
 			}
 			continue
 		}
-		own = append(own, pair{k.Value, v})
+		own = append(own, pair{k.Value, k.Line, v})
 	}
 	seen := map[string]bool{}
 	var pairs []pair
