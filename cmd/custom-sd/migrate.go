@@ -75,8 +75,14 @@ func checkHTTPSD(httpSD *string) error {
 		return nil
 	}
 	u, err := url.Parse(*httpSD)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("--http-sd: %q is not a URL such as http://custom-sd:9099", *httpSD)
+	if err != nil {
+		return errors.New("--http-sd: not a URL such as http://custom-sd:9099")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("--http-sd: %q is not a URL such as http://custom-sd:9099", u.Redacted())
+	}
+	if u.User != nil {
+		return errors.New("--http-sd: a user name or password would be written into prometheus.yml; give http_sd_configs basic_auth by hand instead")
 	}
 	*httpSD = strings.TrimRight(*httpSD, "/")
 	return nil
@@ -105,13 +111,12 @@ func migrateFiles(opts migrateOptions) (*migrate.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfgMode := fs.FileMode(0o644)
-	if res.ConfigSecret {
-		cfgMode = 0o600 // it holds a token or a password
-	}
 	files := []outFile{
-		{filepath.Join(out, migrate.ConfigFile), res.Config, cfgMode},
+		{filepath.Join(out, migrate.ConfigFile), res.Config, 0o644}, // it holds no secret
 		{filepath.Join(out, migrate.PrometheusFile), res.Prometheus, fi.Mode().Perm()},
+	}
+	for _, f := range res.Secrets {
+		files = append(files, outFile{filepath.Join(out, f.Path), f.Data, 0o600})
 	}
 	if err := writeOut(in, out, files, opts.force); err != nil {
 		return nil, err
@@ -130,8 +135,9 @@ type outFile struct {
 }
 
 // writeOut writes the files, each through a temporary file, and creates
-// out/sd for custom-sd's output. Nothing is written if a file exists and
-// force is false, or if one is the input itself.
+// out/sd for custom-sd's output and the directories of the files (0700
+// for those of files only their owner may read). Nothing is written if a
+// file exists and force is false, or if one is the input itself.
 func writeOut(input, out string, files []outFile, force bool) error {
 	in, err := os.Stat(input)
 	if err != nil {
@@ -152,6 +158,15 @@ func writeOut(input, out string, files []outFile, force bool) error {
 	}
 	if err := os.MkdirAll(filepath.Join(out, migrate.SDDir), 0o755); err != nil {
 		return err
+	}
+	for _, f := range files {
+		dirMode := fs.FileMode(0o755)
+		if f.mode&0o077 == 0 {
+			dirMode = 0o700
+		}
+		if err := os.MkdirAll(filepath.Dir(f.path), dirMode); err != nil {
+			return err
+		}
 	}
 	var temps []string
 	defer func() {

@@ -27,6 +27,8 @@ func TestMigrate(t *testing.T) {
 		httpSD     string
 		wantMode   os.FileMode // custom-sd.yml's
 		wantStdout []string
+		// wantSecrets are the files in out/secrets and what they hold.
+		wantSecrets map[string]string
 	}{
 		{
 			name:       "no secrets",
@@ -35,10 +37,11 @@ func TestMigrate(t *testing.T) {
 			wantStdout: []string{"Migrated ", "custom-sd --config.file=", "sd/a.json"},
 		},
 		{
-			name:       "a token",
-			prometheus: "scrape_configs: [{job_name: a, consul_sd_configs: [{server: 'c:8500', token: s3cret}]}]\n",
-			wantMode:   0o600,
-			wantStdout: []string{"custom-sd.yml holds a token or password: written with mode 0600"},
+			name:        "a token and a password",
+			prometheus:  "scrape_configs: [{job_name: a, consul_sd_configs: [{server: 'http://u:pw@c:8500', token: s3cret}]}]\n",
+			wantMode:    0o644,
+			wantStdout:  []string{"ACL token <secret> in secrets/consul.token", "password <secret> in secrets/consul.password", "with mode 0600"},
+			wantSecrets: map[string]string{"consul.token": "s3cret", "consul.password": "pw"},
 		},
 		{
 			name:       "http_sd",
@@ -77,6 +80,23 @@ func TestMigrate(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, os.FileMode(0o640), fi.Mode().Perm(), "the original's mode")
 			require.DirExists(t, filepath.Join(out, "sd"), "custom-sd does not create it")
+			for name, want := range tc.wantSecrets {
+				p := filepath.Join(out, "secrets", name)
+				got, err := os.ReadFile(p)
+				require.NoError(t, err)
+				require.Equal(t, want, string(got))
+				fi, err := os.Stat(p)
+				require.NoError(t, err)
+				require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), name)
+				require.NotContains(t, stdout, want)
+			}
+			if tc.wantSecrets != nil {
+				fi, err := os.Stat(filepath.Join(out, "secrets"))
+				require.NoError(t, err)
+				require.Equal(t, os.FileMode(0o700), fi.Mode().Perm())
+			} else {
+				require.NoDirExists(t, filepath.Join(out, "secrets"))
+			}
 		})
 	}
 }
@@ -139,6 +159,8 @@ func TestMigrateBadInput(t *testing.T) {
 		{"not YAML", []string{write("bad.yml", "scrape_configs: [\n"), "--out", dir}, "bad.yml: not YAML: "},
 		{"out not writable", []string{good, "--out", filepath.Join(aFile, "sub")}, "not a directory"},
 		{"bad http-sd URL", []string{good, "--out", dir, "--http-sd", "custom-sd:9099"}, `--http-sd: "custom-sd:9099" is not a URL`},
+		{"credentials in the http-sd URL", []string{good, "--out", dir, "--http-sd", "http://u:p@custom-sd:9099"},
+			"--http-sd: a user name or password would be written into prometheus.yml"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,17 +16,28 @@ const (
 	noCredentials   = "this job reads Consul without these credentials; give custom-sd an ACL token (token_file) or basic auth if Consul needs one"
 )
 
-// agentOf is how the entry reaches Consul, in custom-sd's terms. path
-// relocates file paths.
-func (c *consulSD) agentOf(sd *sdConfig, keys map[string]bool, path func(string) string) *config.Consul {
-	a := &config.Consul{Server: sd.Server, PathPrefix: sd.PathPrefix}
-	if keys["scheme"] || !strings.Contains(sd.Server, "://") {
+// agentOf is how the entry reaches Consul, in custom-sd's terms, with its
+// inline secrets in c.secrets. path relocates file paths.
+func (c *consulSD) agentOf(sd *sdConfig, keys map[string]bool, path func(string) string) (*config.Consul, error) {
+	server, user, password, hasUser, err := splitServer(sd.Server)
+	if err != nil {
+		return nil, err
+	}
+	a := &config.Consul{Server: server, PathPrefix: sd.PathPrefix}
+	if keys["scheme"] || !strings.Contains(server, "://") {
 		a.Scheme = sd.Scheme
 	}
+	hc := &sd.HTTPClientConfig
+	if hasUser {
+		if hc.BasicAuth != nil || hc.Authorization != nil || hc.OAuth2 != nil {
+			return nil, errors.New("server: the user name in it and basic auth, authorization, a bearer token or oauth2 would all set the Authorization header; keep one")
+		}
+		a.Username, c.secrets.password = user, password
+	}
 	c.token(sd, keys, a, path)
-	c.basicAuth(sd.HTTPClientConfig.BasicAuth, keys, a, path)
-	a.TLSConfig = c.tlsConfig(&sd.HTTPClientConfig.TLSConfig, path)
-	return a
+	c.basicAuth(hc.BasicAuth, keys, a, path)
+	a.TLSConfig = c.tlsConfig(&hc.TLSConfig, path)
+	return a, nil
 }
 
 // token carries the ACL token over: token, or a Bearer authorization
@@ -33,10 +45,8 @@ func (c *consulSD) agentOf(sd *sdConfig, keys map[string]bool, path func(string)
 // Consul takes as the token too.
 func (c *consulSD) token(sd *sdConfig, keys map[string]bool, a *config.Consul, path func(string) string) {
 	auth := sd.HTTPClientConfig.Authorization
+	c.secrets.token = string(sd.Token)
 	if auth == nil {
-		if sd.Token != "" {
-			a.Token = string(sd.Token)
-		}
 		return
 	}
 	field := "authorization"
@@ -47,7 +57,6 @@ func (c *consulSD) token(sd *sdConfig, keys map[string]bool, a *config.Consul, p
 		field = "bearer_token_file"
 	}
 	if sd.Token != "" {
-		a.Token = string(sd.Token)
 		c.note(field, "not carried over: Consul takes the token field (X-Consul-Token) before an Authorization header, so Consul never used it")
 		return
 	}
@@ -57,7 +66,7 @@ func (c *consulSD) token(sd *sdConfig, keys map[string]bool, a *config.Consul, p
 	}
 	switch {
 	case auth.Credentials != "":
-		a.Token = string(auth.Credentials)
+		c.secrets.token = string(auth.Credentials)
 	case auth.CredentialsFile != "":
 		a.TokenFile = path(auth.CredentialsFile)
 	case auth.CredentialsRef != "":
@@ -90,13 +99,14 @@ func (c *consulSD) basicAuth(ba *promconfig.BasicAuth, keys map[string]bool, a *
 		c.note(field, "not supported: a password without a user name; "+noCredentials)
 		return
 	}
-	a.Username, a.Password = ba.Username, string(ba.Password)
+	a.Username, c.secrets.password = ba.Username, string(ba.Password)
 	if ba.PasswordFile != "" {
 		a.PasswordFile = path(ba.PasswordFile)
 	}
 }
 
-// tlsConfig carries tls_config over; nil if it sets nothing.
+// tlsConfig carries tls_config over, PEM blocks given inline into
+// c.secrets; nil if it sets no file.
 func (c *consulSD) tlsConfig(t *promconfig.TLSConfig, path func(string) string) *config.TLSConfig {
 	out := &config.TLSConfig{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	for _, f := range []struct {
@@ -104,16 +114,17 @@ func (c *consulSD) tlsConfig(t *promconfig.TLSConfig, path func(string) string) 
 		pem       string
 		file, ref string
 		dst       *string
+		inline    *string
 	}{
-		{"ca", t.CA, t.CAFile, t.CARef, &out.CAFile},
-		{"cert", t.Cert, t.CertFile, t.CertRef, &out.CertFile},
-		{"key", string(t.Key), t.KeyFile, t.KeyRef, &out.KeyFile},
+		{"ca", t.CA, t.CAFile, t.CARef, &out.CAFile, &c.secrets.ca},
+		{"cert", t.Cert, t.CertFile, t.CertRef, &out.CertFile, &c.secrets.cert},
+		{"key", string(t.Key), t.KeyFile, t.KeyRef, &out.KeyFile, &c.secrets.key},
 	} {
 		switch {
 		case f.file != "":
 			*f.dst = path(f.file)
 		case f.pem != "":
-			c.note("tls_config."+f.name, fmt.Sprintf("not supported: custom-sd.yml takes certificates from files; write the PEM to a file and set tls_config.%s_file", f.name))
+			*f.inline = f.pem
 		case f.ref != "":
 			c.note("tls_config."+f.name+"_ref", noSecretManager)
 		}

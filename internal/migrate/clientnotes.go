@@ -1,6 +1,9 @@
 package migrate
 
-import "fmt"
+import (
+	"fmt"
+	"net/url"
+)
 
 // proxyFromEnv says where custom-sd takes its proxy from.
 const proxyFromEnv = "custom-sd always takes HTTP_PROXY, HTTPS_PROXY and NO_PROXY from its environment"
@@ -24,7 +27,7 @@ func (c *consulSD) clientNotes(sd *sdConfig, keys map[string]bool) {
 		}
 	}
 	if u := hc.ProxyURL.URL; u != nil && u.String() != "" {
-		c.note("proxy_url", fmt.Sprintf("not supported in custom-sd.yml: %s; run it with HTTP_PROXY/HTTPS_PROXY=%s", proxyFromEnv, u.Redacted()))
+		c.note("proxy_url", fmt.Sprintf("not supported in custom-sd.yml: %s; run it with HTTP_PROXY/HTTPS_PROXY=%s", proxyFromEnv, redactURL(u)))
 	}
 	if hc.NoProxy != "" {
 		c.note("no_proxy", fmt.Sprintf("not supported in custom-sd.yml: %s; run it with NO_PROXY=%s", proxyFromEnv, hc.NoProxy))
@@ -45,4 +48,19 @@ func (c *consulSD) clientNotes(sd *sdConfig, keys map[string]bool) {
 	if hc.HTTPHeaders != nil {
 		c.note("http_headers", "not supported: custom-sd sends no extra HTTP headers to Consul; an ACL token goes in token_file")
 	}
+}
+
+// redactURL writes u with its password, if any, as <secret>.
+func redactURL(u *url.URL) string {
+	if _, ok := u.User.Password(); !ok {
+		return u.String()
+	}
+	if u.Opaque != "" {
+		return secretMark
+	}
+	r := *u
+	r.User = url.User(u.User.Username())
+	s := r.String()
+	at := len(r.Scheme) + len("://") + len(r.User.String())
+	return s[:at] + ":" + secretMark + s[at:]
 }

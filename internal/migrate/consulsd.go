@@ -15,7 +15,9 @@ type fieldNote struct {
 
 // consulSD is one consul_sd_configs entry in custom-sd's terms.
 type consulSD struct {
-	agent *config.Consul
+	// agent holds no secret: those are in secrets.
+	agent   *config.Consul
+	secrets agentSecrets
 	// job holds the selection; the caller names it and sets its output.
 	job *config.Job
 	// refreshInterval is the entry's refresh_interval, if it has one.
@@ -38,7 +40,9 @@ func convertConsulSD(entry *yaml.Node, path func(string) string) (*consulSD, err
 		c.refreshInterval = sd.RefreshInterval.String()
 		c.note("refresh_interval", "not needed: custom-sd uses blocking queries, so a change reaches the file at once (output.interval paces bursts)")
 	}
-	c.agent = c.agentOf(sd, keys, path)
+	if c.agent, err = c.agentOf(sd, keys, path); err != nil {
+		return nil, err
+	}
 	c.clientNotes(sd, keys)
 	return c, nil
 }

@@ -21,11 +21,12 @@ func TestConsulFields(t *testing.T) {
 		return c
 	}
 	tests := []struct {
-		name      string
-		entry     string
-		wantAgent config.Consul
-		wantJob   config.Job
-		wantNotes []string // field: start of the reason
+		name        string
+		entry       string
+		wantAgent   config.Consul
+		wantJob     config.Job
+		wantSecrets agentSecrets
+		wantNotes   []string // field: start of the reason
 	}{
 		{name: "defaults are Prometheus's", entry: `{}`, wantAgent: defaults},
 		{name: "a scheme in the server", entry: `{server: "https://c:8501"}`, wantAgent: config.Consul{Server: "https://c:8501"}},
@@ -33,7 +34,7 @@ func TestConsulFields(t *testing.T) {
 			wantAgent: config.Consul{Server: "https://c:8501", Scheme: "https"}},
 		{name: "path prefix", entry: `{path_prefix: /consul}`, wantAgent: with(func(c *config.Consul) { c.PathPrefix = "/consul" })},
 		{name: "username and password", entry: `{username: u, password: p}`,
-			wantAgent: with(func(c *config.Consul) { c.Username, c.Password = "u", "p" })},
+			wantAgent: with(func(c *config.Consul) { c.Username = "u" }), wantSecrets: agentSecrets{password: "p"}},
 		{name: "basic_auth with a password file", entry: `{basic_auth: {username: u, password_file: pw}}`,
 			wantAgent: with(func(c *config.Consul) { c.Username, c.PasswordFile = "u", "DIR/pw" })},
 		{name: "basic_auth with a user name file", entry: `{basic_auth: {username_file: uf, password: p}}`, wantAgent: defaults,
@@ -42,15 +43,15 @@ func TestConsulFields(t *testing.T) {
 			wantNotes: []string{"basic_auth.password_ref: not supported: custom-sd reads no secret manager"}},
 		{name: "a password without a user name", entry: `{basic_auth: {password: p}}`, wantAgent: defaults,
 			wantNotes: []string{"basic_auth: not supported: a password without a user name"}},
-		{name: "token", entry: `{token: t}`, wantAgent: with(func(c *config.Consul) { c.Token = "t" })},
+		{name: "token", entry: `{token: t}`, wantAgent: defaults, wantSecrets: agentSecrets{token: "t"}},
 		{name: "authorization Bearer credentials become the token", entry: `{authorization: {credentials: t}}`,
-			wantAgent: with(func(c *config.Consul) { c.Token = "t" })},
+			wantAgent: defaults, wantSecrets: agentSecrets{token: "t"}},
 		{name: "authorization credentials_file becomes token_file", entry: `{authorization: {type: Bearer, credentials_file: tf}}`,
 			wantAgent: with(func(c *config.Consul) { c.TokenFile = "DIR/tf" })},
-		{name: "bearer_token", entry: `{bearer_token: t}`, wantAgent: with(func(c *config.Consul) { c.Token = "t" })},
+		{name: "bearer_token", entry: `{bearer_token: t}`, wantAgent: defaults, wantSecrets: agentSecrets{token: "t"}},
 		{name: "bearer_token_file", entry: `{bearer_token_file: tf}`, wantAgent: with(func(c *config.Consul) { c.TokenFile = "DIR/tf" })},
 		{name: "token and bearer_token: Consul takes the token", entry: `{token: a, bearer_token: b}`,
-			wantAgent: with(func(c *config.Consul) { c.Token = "a" }),
+			wantAgent: defaults, wantSecrets: agentSecrets{token: "a"},
 			wantNotes: []string{"bearer_token: not carried over: Consul takes the token field"}},
 		{name: "authorization of another type", entry: `{authorization: {type: Token, credentials: x}}`, wantAgent: defaults,
 			wantNotes: []string{`authorization: not supported: type "Token"`}},
@@ -62,8 +63,16 @@ func TestConsulFields(t *testing.T) {
 			}),
 			wantNotes: []string{"tls_config.min_version: not supported"},
 		},
-		{name: "tls_config with PEM and references", entry: `{tls_config: {ca: PEM, cert_ref: c, key_ref: k}}`, wantAgent: defaults,
-			wantNotes: []string{"tls_config.ca: not supported", "tls_config.cert_ref: not supported", "tls_config.key_ref: not supported"}},
+		{name: "tls_config with PEM blocks", entry: `{tls_config: {ca: CA, cert: CERT, key: KEY}}`, wantAgent: defaults,
+			wantSecrets: agentSecrets{ca: "CA", cert: "CERT", key: "KEY"}},
+		{name: "tls_config with references", entry: `{tls_config: {ca_ref: a, cert_ref: c, key_ref: k}}`, wantAgent: defaults,
+			wantNotes: []string{"tls_config.ca_ref: not supported", "tls_config.cert_ref: not supported", "tls_config.key_ref: not supported"}},
+		{name: "user name and password in the server", entry: `{server: "https://u%40x:p%3A@c:8501/"}`,
+			wantAgent: config.Consul{Server: "https://c:8501/", Username: "u@x"}, wantSecrets: agentSecrets{password: "p:"}},
+		{name: "user name and password in a server without a scheme", entry: `{server: "u:p@c:8500"}`,
+			wantAgent: config.Consul{Server: "c:8500", Scheme: "http", Username: "u"}, wantSecrets: agentSecrets{password: "p"}},
+		{name: "a user name alone in the server, and a token", entry: `{server: "u@c:8500", token: t}`,
+			wantAgent: config.Consul{Server: "c:8500", Scheme: "http", Username: "u"}, wantSecrets: agentSecrets{token: "t"}},
 		{
 			name: "selection",
 			entry: `{services: [a, b], tags: [t], node_meta: {k: v}, filter: f, health_filter: h, datacenter: dc,
@@ -99,6 +108,7 @@ func TestConsulFields(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tc.wantAgent, *c.agent)
 			require.Equal(t, tc.wantJob, *c.job)
+			require.Equal(t, tc.wantSecrets, c.secrets)
 			var notes []string
 			for _, n := range c.notes {
 				notes = append(notes, n.field+": "+n.reason)

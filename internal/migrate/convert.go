@@ -18,6 +18,7 @@ type converter struct {
 	agents  []*agent
 	byKey   map[string]*agent // agents by their settings
 	taken   map[string]bool   // job names
+	secrets []SecretFile
 	report  *Report
 }
 
@@ -40,8 +41,9 @@ type job struct {
 // agent is how custom-sd reaches one Consul, shared by the jobs whose
 // entries reach it alike.
 type agent struct {
-	name   string // its key in consuls; empty with a single agent
-	consul *config.Consul
+	name    string // its key in consuls; empty with a single agent
+	consul  *config.Consul
+	secrets agentSecrets // placed in files once the agent is named
 }
 
 func newConverter(opts Options, report *Report) *converter {
@@ -79,7 +81,7 @@ func (c *converter) convert(scrapes []*consulScrape) error {
 func (c *converter) entry(sj *scrapeJobs, i int, entry *yaml.Node, numbered bool) (*job, error) {
 	sd, err := convertConsulSD(entry, c.pathChanger(sj.src.name, i))
 	if err != nil {
-		return nil, err
+		return nil, errors.New(entrySecrets(entry).redact(err.Error()))
 	}
 	for _, n := range sd.notes {
 		if n.field == "refresh_interval" && c.opts.HTTPSD != "" {
@@ -93,7 +95,7 @@ func (c *converter) entry(sj *scrapeJobs, i int, entry *yaml.Node, numbered bool
 	}
 	sd.job.Name = unique(sanitizeName(name), c.taken)
 	sd.job.Output.File = SDDir + "/" + sd.job.Name + ".json"
-	a, err := c.agentFor(sd.agent)
+	a, err := c.agentFor(sd.agent, sd.secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -113,31 +115,35 @@ func (c *converter) pathChanger(scrape string, i int) func(string) string {
 	}
 }
 
-// agentFor returns the agent that reaches Consul as a does, adding a as a
-// new one if there is none.
-func (c *converter) agentFor(a *config.Consul) (*agent, error) {
-	key, err := yaml.Marshal(a)
+// agentFor returns the agent that reaches Consul as a with secrets does,
+// adding it as a new one if there is none.
+func (c *converter) agentFor(a *config.Consul, secrets agentSecrets) (*agent, error) {
+	settings, err := yaml.Marshal(a)
 	if err != nil {
 		return nil, err
 	}
-	if known, ok := c.byKey[string(key)]; ok {
+	key := fmt.Sprintf("%s\n%q", settings, secrets)
+	if known, ok := c.byKey[key]; ok {
 		return known, nil
 	}
-	na := &agent{consul: a}
-	c.byKey[string(key)] = na
+	na := &agent{consul: a, secrets: secrets}
+	c.byKey[key] = na
 	c.agents = append(c.agents, na)
 	return na, nil
 }
 
 // nameAgents names the agents after their server's host when there are
-// several, and tells each job which it reads.
+// several, tells each job which it reads, and moves each agent's inline
+// secrets into files named after it (consul.token with a single agent).
 func (c *converter) nameAgents() {
 	if len(c.agents) == 1 {
+		c.secrets = c.agents[0].secrets.place("consul", c.agents[0].consul)
 		return
 	}
 	taken := map[string]bool{}
 	for _, a := range c.agents {
 		a.name = unique(sanitizeName(serverHost(a.consul.Server)), taken)
+		c.secrets = append(c.secrets, a.secrets.place(a.name, a.consul)...)
 	}
 	for _, s := range c.scrapes {
 		for _, j := range s.jobs {
@@ -184,6 +190,6 @@ func (c *converter) fillReport() {
 		c.report.Scrapes = append(c.report.Scrapes, rs)
 	}
 	for _, a := range c.agents {
-		c.report.Agents = append(c.report.Agents, Agent{Name: a.name, Description: describeAgent(a.consul)})
+		c.report.Agents = append(c.report.Agents, Agent{Name: a.name, Description: a.describe()})
 	}
 }

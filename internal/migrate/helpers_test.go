@@ -70,6 +70,10 @@ func writeResult(t *testing.T, res *Result) {
 	require.NoError(t, os.MkdirAll(filepath.Join(out, SDDir), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(out, ConfigFile), res.Config, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(out, PrometheusFile), res.Prometheus, 0o600))
+	for _, f := range res.Secrets {
+		require.NoError(t, os.MkdirAll(filepath.Join(out, SecretsDir), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(out, f.Path), f.Data, 0o600))
+	}
 }
 
 // summary returns res's summary.

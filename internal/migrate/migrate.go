@@ -42,11 +42,13 @@ type Options struct {
 // Result is a converted configuration.
 type Result struct {
 	// File is custom-sd's configuration, and Config the same as written to
-	// ConfigFile, with a comment on each job naming its origin.
+	// ConfigFile, with a comment on each job naming its origin. Neither
+	// holds a secret: File names Secrets instead.
 	File   config.File
 	Config []byte
-	// ConfigSecret says that Config holds a token or a password.
-	ConfigSecret bool
+	// Secrets are the credentials and PEM blocks the Prometheus
+	// configuration held inline, to be written with mode 0600.
+	Secrets []SecretFile
 	// Prometheus is the Prometheus configuration to write to
 	// PrometheusFile.
 	Prometheus []byte
@@ -87,10 +89,7 @@ func convert(src []byte, opts Options) (*Result, error) {
 	if err := c.convert(scrapes); err != nil {
 		return nil, err
 	}
-	res.File = c.file()
-	for _, a := range c.agents {
-		res.ConfigSecret = res.ConfigSecret || a.consul.Token != "" || a.consul.Password != ""
-	}
+	res.File, res.Secrets = c.file(), c.secrets
 	if res.Config, err = marshalConfig(&res.File, opts.Input, c.origins()); err != nil {
 		return nil, err
 	}

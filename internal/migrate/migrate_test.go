@@ -42,7 +42,7 @@ func TestConvert(t *testing.T) {
 			cfgPath := filepath.Join(out, "custom-sd.yml")
 			c, err := config.Load(cfgPath)
 			require.NoError(t, err)
-			require.True(t, res.ConfigSecret, "it holds a token")
+			require.NotContains(t, string(res.Config), "s3cret")
 
 			require.Len(t, c.Consuls, 3)
 			plain, tls, legacy := c.Consuls["consul.internal"], c.Consuls["consul-tls.internal"], c.Consuls["consul.internal_2"]
@@ -51,8 +51,9 @@ func TestConvert(t *testing.T) {
 			require.NotNil(t, legacy)
 			require.Equal(t, "consul.internal:8500", plain.Config.API.Address)
 			require.Equal(t, "http", plain.Config.API.Scheme)
-			require.Equal(t, "s3cret", plain.Config.API.Token)
-			require.Empty(t, legacy.Config.API.Token)
+			require.Equal(t, filepath.Join(out, "secrets", "consul.internal.token"), plain.Config.TokenFile)
+			require.Equal(t, []SecretFile{{"secrets/consul.internal.token", []byte("s3cret")}}, res.Secrets)
+			require.Empty(t, legacy.Config.TokenFile)
 			require.Equal(t, "https", tls.Config.API.Scheme)
 			require.Equal(t, "/consul", tls.Config.API.PathPrefix)
 			require.Equal(t, "prom", tls.Config.API.HttpAuth.Username)
@@ -151,7 +152,8 @@ func TestConvert(t *testing.T) {
 				"node", "apps-0", "apps-1", "secure_edge", "legacy",
 				"consul_sd_configs[0].refresh_interval: not needed",
 				"consul_sd_configs[0].proxy_url: not supported",
-				"HTTP_PROXY/HTTPS_PROXY=http://user:xxxxx@proxy.internal:3128",
+				"HTTP_PROXY/HTTPS_PROXY=http://user:<secret>@proxy.internal:3128",
+				"ACL token <secret> in secrets/consul.internal.token",
 			} {
 				require.Contains(t, stdout, want)
 			}
@@ -312,7 +314,7 @@ func TestConvertNamesAndOneConsul(t *testing.T) {
 	}
 	require.Equal(t, []string{"a_b", "a_b_2", "_x-0", "_x-1"}, names)
 	require.Equal(t, f, &res.File)
-	require.False(t, res.ConfigSecret, "no secrets in it")
+	require.Empty(t, res.Secrets)
 	require.Contains(t, string(res.Prometheus), "https://sd.example/base/targets/_x-1")
 	require.Contains(t, summary(res), "(none: consul_sd_configs was empty)")
 	_, err = config.Load(filepath.Join(res.Report.Out, ConfigFile))

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
-
-	"github.com/custom-sd/custom-sd/internal/config"
 )
 
 // Summary prints what Convert did, for the operator: the files, the jobs,
@@ -26,8 +24,9 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(w, ", %d consuls", len(rep.Agents))
 	}
 	fmt.Fprintf(w, ")\n  wrote %s\n", promPath)
-	if r.ConfigSecret {
-		fmt.Fprintf(w, "  %s holds a token or password: written with mode 0600\n", ConfigFile)
+	if len(r.Secrets) > 0 {
+		fmt.Fprintf(w, "  wrote %d files into %s with mode 0600: the credentials and PEM blocks %s held inline, which %s names (keep them readable by the user custom-sd runs as, and by no one else)\n",
+			len(r.Secrets), filepath.Join(rep.Out, SecretsDir), rep.Input, ConfigFile)
 	}
 	rep.summaryJobs(w)
 	rep.summaryConsul(w)
@@ -119,26 +118,35 @@ func (r *Report) summaryPaths(w io.Writer) {
 	}
 }
 
-// describeAgent says how an agent is reached, without secrets.
-func describeAgent(a *config.Consul) string {
-	parts := []string{a.Server}
-	if a.Scheme != "" {
-		parts = append(parts, "scheme "+a.Scheme)
+// describe says how the agent is reached, with secrets as <secret>.
+func (a *agent) describe() string {
+	c := a.consul
+	parts := []string{c.Server}
+	if c.Scheme != "" {
+		parts = append(parts, "scheme "+c.Scheme)
 	}
-	if a.PathPrefix != "" {
-		parts = append(parts, "path prefix "+a.PathPrefix)
+	if c.PathPrefix != "" {
+		parts = append(parts, "path prefix "+c.PathPrefix)
 	}
 	switch {
-	case a.Token != "":
-		parts = append(parts, "token")
-	case a.TokenFile != "":
-		parts = append(parts, "token file "+a.TokenFile)
+	case a.secrets.token != "":
+		parts = append(parts, fmt.Sprintf("ACL token %s in %s", secretMark, c.TokenFile))
+	case c.TokenFile != "":
+		parts = append(parts, "ACL token file "+c.TokenFile)
 	}
-	if a.Username != "" {
-		parts = append(parts, "basic auth as "+a.Username)
+	switch {
+	case a.secrets.password != "":
+		parts = append(parts, fmt.Sprintf("basic auth as %s, password %s in %s", c.Username, secretMark, c.PasswordFile))
+	case c.PasswordFile != "":
+		parts = append(parts, fmt.Sprintf("basic auth as %s, password file %s", c.Username, c.PasswordFile))
+	case c.Username != "":
+		parts = append(parts, fmt.Sprintf("basic auth as %s, no password", c.Username))
 	}
-	if a.TLSConfig != nil {
+	if c.TLSConfig != nil {
 		parts = append(parts, "TLS settings")
+	}
+	if a.secrets.key != "" {
+		parts = append(parts, fmt.Sprintf("client key %s in %s", secretMark, c.TLSConfig.KeyFile))
 	}
 	return strings.Join(parts, ", ")
 }
