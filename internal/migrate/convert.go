@@ -17,7 +17,7 @@ type converter struct {
 	scrapes []*scrapeJobs
 	agents  []*agent
 	byKey   map[string]*agent // agents by their settings
-	taken   map[string]bool   // job names
+	names   *nameSet          // job names
 	secrets []SecretFile
 	report  *Report
 }
@@ -51,7 +51,7 @@ func newConverter(opts Options, report *Report) *converter {
 		opts:   opts,
 		rel:    relocate(opts.Dir, opts.Out),
 		byKey:  map[string]*agent{},
-		taken:  map[string]bool{},
+		names:  newNameSet(),
 		report: report,
 	}
 }
@@ -93,7 +93,11 @@ func (c *converter) entry(sj *scrapeJobs, i int, entry *yaml.Node, numbered bool
 	if numbered {
 		name = fmt.Sprintf("%s-%d", name, i)
 	}
-	sd.job.Name = unique(sanitizeName(name), c.taken)
+	var long string
+	sd.job.Name, long = c.names.take(sanitizeName(name))
+	if long != "" {
+		c.report.Renamed = append(c.report.Renamed, Rename{sj.src.name, i, long, sd.job.Name})
+	}
 	sd.job.Output.File = SDDir + "/" + sd.job.Name + ".json"
 	a, err := c.agentFor(sd.agent, sd.secrets)
 	if err != nil {
@@ -140,9 +144,9 @@ func (c *converter) nameAgents() {
 		c.secrets = c.agents[0].secrets.place("consul", c.agents[0].consul)
 		return
 	}
-	taken := map[string]bool{}
+	names := newNameSet()
 	for _, a := range c.agents {
-		a.name = unique(sanitizeName(serverHost(a.consul.Server)), taken)
+		a.name, _ = names.take(sanitizeName(serverHost(a.consul.Server)))
 		c.secrets = append(c.secrets, a.secrets.place(a.name, a.consul)...)
 	}
 	for _, s := range c.scrapes {

@@ -1,10 +1,14 @@
 package migrate
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"regexp"
 	"strings"
+
+	"github.com/custom-sd/custom-sd/internal/config"
 )
 
 // jobNameChars are the characters custom-sd allows in a job name after
@@ -20,15 +24,53 @@ func sanitizeName(s string) string {
 	return s
 }
 
-// unique returns name, or name_2, name_3... whichever is not taken yet,
-// and takes it.
-func unique(name string, taken map[string]bool) string {
-	n := name
-	for i := 2; taken[n]; i++ {
-		n = fmt.Sprintf("%s_%d", name, i)
+// nameSet hands out names that are unique and fit config.MaxJobNameLen.
+type nameSet struct {
+	taken map[string]bool
+	next  map[string]int // the next number to try after a base name
+}
+
+func newNameSet() *nameSet {
+	return &nameSet{taken: map[string]bool{}, next: map[string]int{}}
+}
+
+// take returns base, or base_2, base_3... whichever is not taken yet, each
+// shortened by fitName, and takes it; long is that name before it was
+// shortened, or "". Asking for the same base again starts where the last
+// ask stopped, so that n asks take O(n) tries.
+func (s *nameSet) take(base string) (name, long string) {
+	for i := max(s.next[base], 1); ; i++ {
+		n := base
+		if i > 1 {
+			n = fmt.Sprintf("%s_%d", base, i)
+		}
+		name = fitName(n)
+		if !s.taken[name] {
+			s.taken[name] = true
+			s.next[base] = i + 1
+			if name != n {
+				long = n
+			}
+			return name, long
+		}
 	}
-	taken[n] = true
-	return n
+}
+
+// hashLen is how many hex digits of its SHA-256 a shortened name ends
+// with.
+const hashLen = 8
+
+// fitName returns name if it has at most config.MaxJobNameLen bytes, else
+// its first bytes, "-" and hashLen hex digits of the SHA-256 of the whole
+// name: readable, and different for different names. name is ASCII
+// (sanitizeName's).
+func fitName(name string) string {
+	if len(name) <= config.MaxJobNameLen {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	suffix := "-" + hex.EncodeToString(sum[:])[:hashLen]
+	return name[:config.MaxJobNameLen-len(suffix)] + suffix
 }
 
 // serverHost is the host of a consul_sd server address.

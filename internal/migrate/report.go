@@ -16,6 +16,8 @@ type Report struct {
 	// NotCarried are the consul_sd_configs fields custom-sd.yml does not
 	// hold as they are.
 	NotCarried []Note
+	// Renamed are the job names shortened to fit config.MaxJobNameLen.
+	Renamed []Rename
 	// Paths are the relative paths rewritten to resolve against Out.
 	Paths []PathChange
 	// Warnings are what the operator should know or do by hand.
@@ -54,4 +56,11 @@ type Note struct {
 	Entry  int    // the index in its consul_sd_configs
 	Field  string // as the Prometheus configuration spells it: tls_config.ca
 	Reason string
+}
+
+// Rename is a job name shortened to fit config.MaxJobNameLen.
+type Rename struct {
+	Scrape   string // the scrape job
+	Entry    int    // the index in its consul_sd_configs
+	From, To string // the name sanitized, and shortened
 }

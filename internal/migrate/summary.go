@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/custom-sd/custom-sd/internal/config"
 )
 
 // Summary prints what Convert did, for the operator: the files, the jobs,
@@ -29,6 +31,7 @@ func (r *Result) Summary(w io.Writer) {
 			len(r.Secrets), filepath.Join(rep.Out, SecretsDir), rep.Input, ConfigFile)
 	}
 	rep.summaryJobs(w)
+	rep.summaryRenamed(w)
 	rep.summaryConsul(w)
 	rep.summaryPaths(w)
 	if len(rep.Warnings) > 0 {
@@ -78,6 +81,24 @@ func (r *Report) summaryJobs(w io.Writer) {
 		}
 	}
 	_ = tw.Flush()
+}
+
+// maxShownName is how much of a long name the summary shows.
+const maxShownName = 240
+
+// summaryRenamed prints the job names that were shortened.
+func (r *Report) summaryRenamed(w io.Writer) {
+	if len(r.Renamed) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nShortened to fit a job name's %d bytes (a prefix and a hash of the whole name):\n", config.MaxJobNameLen)
+	for _, n := range r.Renamed {
+		from := n.From
+		if len(from) > maxShownName {
+			from = fmt.Sprintf("%s... (%d bytes)", from[:maxShownName], len(n.From))
+		}
+		fmt.Fprintf(w, "  scrape job %.*s, consul_sd_configs[%d]: %s -> %s\n", maxShownName, n.Scrape, n.Entry, from, n.To)
+	}
 }
 
 // summaryConsul prints how custom-sd reaches Consul, and what it does not
