@@ -89,6 +89,9 @@ func convert(src []byte, opts Options) (*Result, error) {
 	if err := c.convert(scrapes); err != nil {
 		return nil, err
 	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
 	res.File, res.Secrets = c.file(), c.secrets
 	if res.Config, err = marshalConfig(&res.File, opts.Input, c.origins()); err != nil {
 		return nil, err
