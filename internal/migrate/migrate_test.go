@@ -157,6 +157,7 @@ func TestConvert(t *testing.T) {
 			} {
 				require.Contains(t, stdout, want)
 			}
+			require.Contains(t, stdout, "\nNext:\n  custom-sd check config "+cfgPath+" ")
 			require.NotContains(t, stdout, "s3cret")
 			require.NotContains(t, stdout, ":pw@")
 

@@ -40,7 +40,8 @@ func (r *Result) Summary(w io.Writer) {
 			fmt.Fprintf(w, "  %s\n", s)
 		}
 	}
-	fmt.Fprintf(w, "\nNext:\n  custom-sd --config.file=%s\n", cfgPath)
+	fmt.Fprintf(w, "\nNext:\n  custom-sd check config %s   (validates it where custom-sd runs, with the files it names)\n", cfgPath)
+	fmt.Fprintf(w, "  custom-sd --config.file=%s\n", cfgPath)
 	if rep.HTTPSD == "" {
 		fmt.Fprintf(w, "  prometheus --config.file=%s   (custom-sd writes %s/*.json beside it)\n", promPath, filepath.Join(rep.Out, SDDir))
 	} else {
