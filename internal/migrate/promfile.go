@@ -13,10 +13,11 @@ import (
 // the same change as a text edit, so that the file can be written with
 // everything else byte for byte as it was (see render).
 type promFile struct {
-	src   []byte
-	doc   *yaml.Node // the document
-	root  *yaml.Node // its top mapping
-	edits []textEdit
+	src    []byte
+	starts []int      // the offsets of src's lines, from lineStarts
+	doc    *yaml.Node // the document
+	root   *yaml.Node // its top mapping
+	edits  []textEdit
 	// unspliceable says why an edit has no text edit; render then encodes
 	// the tree instead.
 	unspliceable string

@@ -142,11 +142,10 @@ func (f *promFile) blockRegion(parent, keyNode *yaml.Node) (start, end int, ok b
 		f.unspliceable = fmt.Sprintf("line %d: position out of range", keyNode.Line)
 		return 0, 0, false
 	}
-	lines := strings.SplitAfter(string(f.src), "\n")
 	indent := keyNode.Column - 1
 	last := keyNode.Line
-	for i := keyNode.Line + 1; i <= len(lines); i++ {
-		line := strings.TrimRight(lines[i-1], "\r\n")
+	for i := keyNode.Line + 1; i <= len(f.lineStarts()); i++ {
+		line := f.line(i)
 		trimmed := strings.TrimLeft(line, " ")
 		in := len(line) - len(trimmed)
 		switch {
@@ -165,21 +164,42 @@ func (f *promFile) blockRegion(parent, keyNode *yaml.Node) (start, end int, ok b
 		break
 	}
 	end, _ = f.offset(last, 1)
-	end += len(strings.TrimRight(lines[last-1], "\r\n"))
+	end += len(f.line(last))
 	return start, end, true
+}
+
+// lineStarts returns the offset in src of each line's first byte, lines
+// ending at \n; computed once.
+func (f *promFile) lineStarts() []int {
+	if f.starts == nil {
+		f.starts = []int{0}
+		for i, b := range f.src {
+			if b == '\n' {
+				f.starts = append(f.starts, i+1)
+			}
+		}
+	}
+	return f.starts
+}
+
+// line returns line n (from 1) of src without its line break.
+func (f *promFile) line(n int) string {
+	starts := f.lineStarts()
+	end := len(f.src)
+	if n < len(starts) {
+		end = starts[n]
+	}
+	return strings.TrimRight(string(f.src[starts[n-1]:end]), "\r\n")
 }
 
 // offset converts a line and a column (both from 1, the column in
 // characters, as yaml counts them) into a byte offset into src.
 func (f *promFile) offset(line, col int) (int, bool) {
-	off := 0
-	for l := 1; l < line; l++ {
-		i := bytes.IndexByte(f.src[off:], '\n')
-		if i < 0 {
-			return 0, false
-		}
-		off += i + 1
+	starts := f.lineStarts()
+	if line < 1 || line > len(starts) {
+		return 0, false
 	}
+	off := starts[line-1]
 	for c := 1; c < col; c++ {
 		if off >= len(f.src) || f.src[off] == '\n' {
 			return 0, false
