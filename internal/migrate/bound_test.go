@@ -46,6 +46,8 @@ func TestAliasBomb(t *testing.T) {
 		{"many aliases, each small", "a: &a [" + strings.Repeat("x, ", 999) + "x]\nb: [" + strings.Repeat("*a, ", 1000) + "*a]\n",
 			"prometheus.yml: aliases: expanded, the document has more than 1000000 nodes"},
 		{"an anchor holding an alias to itself", "a: &a [x, *a]\n", "prometheus.yml: aliases: line 1: anchor &a holds an alias to itself"},
+		{"aliasing yaml refuses, within the bound", "x: &a [" + strings.Repeat("abcdef, ", 999) + "x]\nscrape_configs:\n  - job_name: j\n    consul_sd_configs: [{}]\n    relabel_configs: [{source_labels: [" + strings.Repeat("*a, ", 900) + "*a]}]\n",
+			"prometheus.yml: the edited configuration does not parse: document contains excessive aliasing"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -25,7 +26,11 @@ func (f *promFile) render() (out []byte, reformatted string, err error) {
 	encoded := b.Bytes()
 	var want any
 	if err := yaml.Unmarshal(encoded, &want); err != nil {
-		return nil, "", fmt.Errorf("the edited configuration does not parse (an anchor inside consul_sd_configs used elsewhere?): %w", yamlError(err))
+		err = yamlError(err)
+		if strings.Contains(err.Error(), "unknown anchor") {
+			return nil, "", fmt.Errorf("the edited configuration does not parse (an anchor inside consul_sd_configs used elsewhere?): %w", err)
+		}
+		return nil, "", fmt.Errorf("the edited configuration does not parse: %w", err)
 	}
 	if f.unspliceable != "" {
 		return encoded, f.unspliceable, nil
