@@ -37,7 +37,9 @@ func convertConsulSD(entry *yaml.Node, path func(string) string) (*consulSD, err
 	}
 	c := &consulSD{job: selection(sd, keys)}
 	if keys["refresh_interval"] {
-		c.refreshInterval = sd.RefreshInterval.String()
+		if sd.RefreshInterval > 0 {
+			c.refreshInterval = sd.RefreshInterval.String()
+		}
 		c.note("refresh_interval", "not needed: custom-sd uses blocking queries, so a change reaches the file at once (output.interval paces bursts)")
 	}
 	if c.agent, err = c.agentOf(sd, keys, path); err != nil {

@@ -93,6 +93,9 @@ func TestConsulFields(t *testing.T) {
 				"oauth2: not supported", "http_headers: not supported",
 			},
 		},
+		{name: "null is the zero value, not the default", entry: `{follow_redirects: ~, enable_http2: null, allow_stale: }`, wantAgent: defaults,
+			wantJob:   config.Job{AllowStale: new(false)},
+			wantNotes: []string{"follow_redirects: not supported", "enable_http2: not supported"}},
 		{name: "proxy_from_environment", entry: `{proxy_from_environment: true}`, wantAgent: defaults,
 			wantNotes: []string{"proxy_from_environment: not needed"}},
 		{

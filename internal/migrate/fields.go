@@ -103,3 +103,26 @@ func yamlFields(t reflect.Type) (fields map[string]reflect.Type, inline reflect.
 	}
 	return fields, inline, ok
 }
+
+// fieldByKey returns the field of struct v, inline structs' included,
+// that the YAML key names.
+func fieldByKey(v reflect.Value, key string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, has := f.Tag.Lookup("yaml")
+		if !has || !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		switch {
+		case strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct:
+			if fv, ok := fieldByKey(v.Field(i), key); ok {
+				return fv, true
+			}
+		case name == key:
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}

@@ -66,6 +66,7 @@ func decodeSDConfig(entry *yaml.Node) (sd *sdConfig, keys map[string]bool, err e
 	if err := entry.Decode(&c); err != nil {
 		return nil, nil, yamlError(err)
 	}
+	zeroNulls(reflect.ValueOf(&c).Elem(), pairs)
 	if err := c.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -95,4 +96,18 @@ func (c *sdConfig) validate() error {
 		return errors.New("at most one of consul SD token, authorization, or oauth2 can be configured")
 	}
 	return hc.Validate()
+}
+
+// zeroNulls sets the fields given as null to their zero value, as
+// Prometheus's yaml.v2 does (yaml.v3 leaves them as they were: server:
+// with no value would keep the default where Prometheus refuses it).
+func zeroNulls(v reflect.Value, pairs []pair) {
+	for _, p := range pairs {
+		if n := resolve(p.value); n.Kind != yaml.ScalarNode || n.ShortTag() != "!!null" {
+			continue
+		}
+		if f, ok := fieldByKey(v, p.key); ok {
+			f.SetZero()
+		}
+	}
 }

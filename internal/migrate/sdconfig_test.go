@@ -41,6 +41,7 @@ func TestPrometheusRefuses(t *testing.T) {
 		{"token and oauth2", `{token: a, oauth2: {client_id: c, token_url: "http://t"}}`,
 			"at most one of consul SD token, authorization, or oauth2 can be configured"},
 		{"an empty server", `{server: " "}`, "consul SD configuration requires a server address"},
+		{"a server of null", `{server: }`, "consul SD configuration requires a server address"},
 		{"an unknown field", `{colour: blue}`, "line 3: field colour not found in consul_sd_configs"},
 		{"an unknown field in basic_auth", `{basic_auth: {usernme: u}}`, "line 3: field usernme not found in consul_sd_configs.basic_auth"},
 		{"an unknown field in oauth2's tls_config", `{oauth2: {client_id: c, token_url: "http://t", tls_config: {ca_fil: x}}}`,
