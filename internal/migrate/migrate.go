@@ -2,8 +2,9 @@
 // targets through consul_sd_configs into custom-sd's configuration, and a
 // copy of the Prometheus configuration that reads custom-sd's output
 // (file_sd_configs, or http_sd_configs) instead, with everything else as it
-// was. Convert only computes: the caller reads the input and writes the
-// files.
+// was. Convert writes nothing: the caller reads the input and writes the
+// files (Convert's check of the result, internal/config's, only looks
+// whether a job's output file would be a directory).
 package migrate
 
 import (
