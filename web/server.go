@@ -6,7 +6,7 @@ import (
 )
 
 // The bounds on how long one client holds a connection, and with it a
-// goroutine and a file descriptor.
+// goroutine, a file descriptor and one of the slots LimitListeners allows.
 const (
 	// ReadTimeout is how long a client has to send a whole request,
 	// headers and body, from connecting (TLS handshake included) or from

@@ -15,9 +15,11 @@ import (
 )
 
 // serve returns the HTTP server as an actor: it serves handler on every
-// listener within web.NewServer's timeouts.
+// listener within web.NewServer's timeouts, and at most
+// --web.max-connections connections at a time across the listeners.
 func serve(s settings, listeners []net.Listener, handler http.Handler, base, logger log.Logger) (func() error, func(error)) {
 	srv := web.NewServer(handler)
+	listeners = web.LimitListeners(listeners, s.maxConns)
 	return func() error {
 			err := toolkit.ServeMultiple(listeners, srv, &toolkit.FlagConfig{
 				WebListenAddresses: &s.listen, WebSystemdSocket: new(bool), WebConfigFile: &s.webConfig,
