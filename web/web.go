@@ -1,6 +1,7 @@
 // Package web is custom-sd's HTTP side: Prometheus metrics, health and
 // readiness probes, and an HTTP SD endpoint that serves the same targets as
-// the file, in the format Prometheus's http_sd_configs reads.
+// the file, in the format Prometheus's http_sd_configs reads; and the
+// server's bounds on what one client can hold of it.
 package web
 
 import (
@@ -61,7 +62,8 @@ type Options struct {
 //     application/json; 503 before the first complete set, never an empty
 //     list that would wipe a restarting Prometheus's targets. ?service=name
 //     (repeatable) keeps only those services. /targets is the only job's,
-//     when there is one.
+//     when there is one. The answer has its size at SlowLink on top of the
+//     server's write timeout.
 //   - /-/reload: POST or PUT reloads the configuration.
 //   - /debug/pprof/: Go's profiles, as Prometheus serves them.
 //
@@ -152,9 +154,12 @@ func targetsHandler(o Options, param string) http.HandlerFunc {
 		services, filtered := r.URL.Query()["service"]
 		if !filtered {
 			// The whole set is streamed from the snapshot, not copied.
+			// A client too slow for the write deadline gets fewer bytes
+			// than Content-Length says: an error, never a shorter list.
 			w.Header().Set("Content-Length", strconv.Itoa(snap.Size()))
 			w.WriteHeader(http.StatusOK)
 			if r.Method != http.MethodHead {
+				allowWrite(w, r, snap.Size())
 				_, _ = snap.WriteTo(w)
 			}
 			return
@@ -171,6 +176,7 @@ func targetsHandler(o Options, param string) http.HandlerFunc {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
+			allowWrite(w, r, len(body))
 			_, _ = w.Write(body)
 		}
 	}

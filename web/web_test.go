@@ -68,7 +68,13 @@ func startAdapter(t *testing.T) (*adapter.Adapter, *gate, http.Handler, *prometh
 		},
 	})
 	require.NoError(t, err)
+	runAdapter(t, a)
+	return a, g, h, reg
+}
 
+// runAdapter runs a until the test ends.
+func runAdapter(t *testing.T, a *adapter.Adapter) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
@@ -76,7 +82,6 @@ func startAdapter(t *testing.T) (*adapter.Adapter, *gate, http.Handler, *prometh
 		a.Run(ctx)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	return a, g, h, reg
 }
 
 func serve(h http.Handler, method, target string) *http.Response {

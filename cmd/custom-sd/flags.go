@@ -15,6 +15,7 @@ import (
 	"github.com/custom-sd/custom-sd/adapter"
 	"github.com/custom-sd/custom-sd/internal/config"
 	"github.com/custom-sd/custom-sd/sd/consul"
+	"github.com/custom-sd/custom-sd/web"
 )
 
 // defaultOutput is the command line's output file.
@@ -31,6 +32,7 @@ type flags struct {
 	logLevel        string
 	logFormat       string
 	listenAddresses []string
+	maxConnections  string
 	webConfigFile   string
 }
 
@@ -78,6 +80,8 @@ func newApp(f *flags) *kingpin.Application {
 		Default(DefaultListenAddress).StringsVar(&f.listenAddresses)
 	app.Flag("web.enable-lifecycle", "Enable reloading the configuration file through HTTP (POST /-/reload), as Prometheus's flag of the same name.").
 		BoolVar(&f.enableLifecycle)
+	app.Flag("web.max-connections", "Most HTTP connections held at a time, across every --web.listen-address; further ones wait until one closes.").
+		Default(strconv.Itoa(web.DefaultMaxConnections)).StringVar(&f.maxConnections)
 	app.Flag("web.config.file", "Prometheus web configuration file that enables TLS or basic auth on the HTTP side (exporter-toolkit format).").
 		Default("").StringVar(&f.webConfigFile)
 	enumFlag(app, "log.level", "Only log messages at or above this level: debug, info, warn or error.", "info", &f.logLevel, "debug", "info", "warn", "error")
@@ -149,6 +153,7 @@ type settings struct {
 	flagsFile  *config.File // without a configuration file, the one job the flags describe
 	dir        string       // the working directory, which its paths are relative to
 	listen     []string
+	maxConns   int // the most HTTP connections at a time
 	webConfig  string
 	lifecycle  bool
 	logLevel   string
@@ -171,6 +176,11 @@ func (f *flags) settings() (settings, error) {
 			return s, fmt.Errorf("--web.listen-address: %w", err)
 		}
 	}
+	maxConns, err := strconv.Atoi(f.maxConnections)
+	if err != nil || maxConns < 1 {
+		return s, fmt.Errorf("--web.max-connections: %q is not a whole number of at least 1", f.maxConnections)
+	}
+	s.maxConns = maxConns
 	if f.webConfigFile != "" {
 		if err := toolkit.Validate(f.webConfigFile); err != nil {
 			return s, fmt.Errorf("--web.config.file: %s: %w", f.webConfigFile, err)
