@@ -98,6 +98,7 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 		db.noSummary()
 	}
 	sc.doorbells = db
+	sc.nodes.reset() // the first list is compared with every service
 	w.w.doorbellScopes.Add(1)
 	level.Info(sc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
 		"services", len(sc.services), "long_polls", db.alloc.capacity, "readers", readers, "max_connections", w.w.cfg.MaxConnections)
@@ -216,28 +217,13 @@ func (w *watcher) readSoon(sc *scope, s *service, summary bool) bool {
 	return sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, summary: summary})
 }
 
-// nodesChanged reads every service without a long poll on a node whose
-// address, meta or tagged addresses differ from those of the last read that
-// showed it.
+// nodesChanged reads every service without a long poll whose nodes'
+// addresses, meta or tagged addresses in the nodes doorbell's list differ
+// from those of its last read (nodediff.go).
 func (w *watcher) nodesChanged(sc *scope, nodes []*api.Node) {
-	changed := map[string]bool{}
-	for _, n := range nodes {
-		if known, ok := sc.nodes[n.Node]; ok && known != nodeFingerprint(n) {
-			changed[n.Node] = true
-		}
-	}
-	if len(changed) == 0 {
-		return
-	}
-	for _, s := range sc.services {
-		if !s.fetched || s.hasLongPoll() {
-			continue
-		}
-		for _, node := range s.health.nodes {
-			if changed[node] {
-				w.readSoon(sc, s, false)
-				break
-			}
+	for _, s := range sc.nodes.list(nodes, sc.services) {
+		if s.fetched && !s.hasLongPoll() {
+			w.readSoon(sc, s, false)
 		}
 	}
 }

@@ -180,7 +180,17 @@ func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
 		}
 		return checks, max(f.checks, 1), true
 	case path == "/v1/catalog/nodes":
-		return []*api.Node{}, f.index, true
+		nodes := []*api.Node{}
+		seen := map[string]bool{}
+		for _, svc := range f.services {
+			for _, e := range svc.entries {
+				if !seen[e.Node.Node] {
+					seen[e.Node.Node] = true
+					nodes = append(nodes, e.Node)
+				}
+			}
+		}
+		return nodes, f.index, true
 	case path == summaryPath && !f.noSummary:
 		rows := []summaryRow{}
 		for name, svc := range f.services {

@@ -3,9 +3,6 @@ package consul
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/go-kit/log"
@@ -56,7 +53,7 @@ type scope struct {
 	nextGen   uint64
 	longPolls int               // services with a long poll of their own
 	counted   int               // services counted in the Watch's watched count
-	nodes     map[string]uint64 // node → fingerprint, as the last read that showed it
+	nodes     nodeDiff          // for the nodes doorbell
 	names     map[string]string // node names, interned
 
 	doorbells *doorbells // non-nil in doorbell mode
@@ -80,6 +77,7 @@ type service struct {
 	fetched    bool   // read at least once
 	lastChange time.Time
 	shape      shape              // of the last read, for the catalog summary
+	nodes      uint64             // the fingerprints of the last read's nodes, summed, for the nodes doorbell
 	wantedBy   int                // views that want it
 	stopPoll   context.CancelFunc // ends the service's own long poll; nil without one
 	health     healthState        // of the last read, for the health doorbell
@@ -110,37 +108,6 @@ func (sc *scope) intern(name string) string {
 	return name
 }
 
-// noteNodes records the nodes of a read, for the nodes doorbell.
-func (sc *scope) noteNodes(entries []*api.ServiceEntry) {
-	for _, e := range entries {
-		if e != nil && e.Node != nil {
-			sc.nodes[sc.intern(e.Node.Node)] = nodeFingerprint(e.Node)
-		}
-	}
-}
-
-var nodeSeed = maphash.MakeSeed()
-
-// nodeFingerprint hashes what a node gives its instances' labels: its
-// address, datacenter, meta and tagged addresses.
-func nodeFingerprint(n *api.Node) uint64 {
-	var h maphash.Hash
-	h.SetSeed(nodeSeed)
-	h.WriteString(n.Address)
-	h.WriteByte(0)
-	h.WriteString(n.Datacenter)
-	for _, m := range []map[string]string{n.Meta, n.TaggedAddresses} {
-		h.WriteByte(1)
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			h.WriteString(k)
-			h.WriteByte(0)
-			h.WriteString(m[k])
-			h.WriteByte(0)
-		}
-	}
-	return h.Sum64()
-}
-
 // newScope starts watching key.
 func (w *watcher) newScope(key scopeKey) *scope {
 	ctx, cancel := context.WithCancel(w.ctx)
@@ -153,7 +120,7 @@ func (w *watcher) newScope(key scopeKey) *scope {
 	}
 	return &scope{
 		key: key, logger: logger, ctx: ctx, cancel: cancel,
-		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, nodes: map[string]uint64{}, names: map[string]string{},
+		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, names: map[string]string{},
 	}
 }
 

@@ -250,8 +250,9 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 		s.index = r.index
 		s.health = healthStateOf(r.entries, s.health.otherChecks, sc.intern)
 		s.shape = shapeOfEntries(r.entries)
-		sc.noteNodes(r.entries)
+		s.nodes = nodesOfEntries(r.entries)
 		if sc.doorbells != nil {
+			sc.nodes.read(s.name)
 			sc.doorbells.noteWrites(r.index, r.entries)
 		}
 	} else if r.index < s.index {
