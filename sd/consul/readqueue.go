@@ -32,8 +32,9 @@ func newReadQueue() *readQueue {
 }
 
 // push queues j. An urgent read of a service whose urgent read already
-// waits is not queued twice: the waiting one serves both, and is marked as
-// asked for by a summary if j was. push reports whether j, asked for by a
+// waits is not queued twice: the waiting one serves both, for the newer
+// appearance of the service if they differ (it left and came back), and is
+// marked as asked for by a summary if j was. push reports whether j, asked for by a
 // summary, made a read for the summary that was not there: one more will
 // come back marked.
 func (q *readQueue) push(j readJob) (newSummaryRead bool) {
@@ -45,9 +46,13 @@ func (q *readQueue) push(j readJob) (newSummaryRead bool) {
 		q.queued[j.name] = struct{}{}
 		q.urgent = append(q.urgent, j)
 		newSummaryRead = j.summary
-	case j.summary:
+	default:
 		for i := range q.urgent {
-			if q.urgent[i].name == j.name && !q.urgent[i].summary {
+			if q.urgent[i].name != j.name {
+				continue
+			}
+			q.urgent[i].gen = max(q.urgent[i].gen, j.gen)
+			if j.summary && !q.urgent[i].summary {
 				q.urgent[i].summary, newSummaryRead = true, true
 			}
 		}
