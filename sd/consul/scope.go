@@ -78,6 +78,7 @@ type service struct {
 	lastChange time.Time
 	shape      shape              // of the last read, for the catalog summary
 	nodes      uint64             // the fingerprints of the last read's nodes, summed, for the nodes doorbell
+	writes     uint64             // the write hashes of the last read's instances, summed, for verifications
 	wantedBy   int                // views that want it
 	stopPoll   context.CancelFunc // ends the service's own long poll; nil without one
 	health     healthState        // of the last read, for the health doorbell
@@ -196,10 +197,7 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 	}()
 	if entered := w.fit(sc); !entered && sc.doorbells != nil {
 		for _, s := range added {
-			w.readSoon(sc, s, false)
-		}
-		if len(added) > 0 || removed {
-			sc.doorbells.seen[l.index] = struct{}{} // the list's own change explains its ring
+			w.readSoon(sc, s)
 		}
 		w.requestSummary(sc, time.Now(), l.index)
 	}
@@ -267,7 +265,7 @@ func (w *watcher) fit(sc *scope) (entered bool) {
 	var index uint64
 	for _, s := range sc.services {
 		if !s.fetched {
-			w.readSoon(sc, s, false)
+			w.readSoon(sc, s)
 		}
 	}
 	for _, l := range sc.lists {
@@ -336,5 +334,5 @@ func (w *watcher) refresh(sc *scope, s *service) {
 		w.startLongPoll(sc, s, 0)
 		return
 	}
-	w.readSoon(sc, s, false)
+	w.readSoon(sc, s)
 }
