@@ -22,7 +22,8 @@ const (
 	DefaultMinRequestInterval  = 10 * time.Millisecond
 	DefaultDatacentersInterval = time.Minute
 	DefaultTokenCheckInterval  = 5 * time.Second
-	DefaultVerifyInterval      = 10 * time.Minute
+	// Deprecated: VerifyInterval is ignored.
+	DefaultVerifyInterval = 10 * time.Minute
 	// MaxWaitTime is the longest blocking query Consul allows.
 	MaxWaitTime = 10 * time.Minute
 	// MinConnections is the smallest budget that leaves room for the service
@@ -65,9 +66,12 @@ type WatchConfig struct {
 	// KeyFile) are read again whenever they change too, for the next
 	// connection.
 	PasswordFile string
-	// VerifyInterval bounds how long a change hidden from the catalog
-	// summary can stay unseen in doorbell mode: within it of such a
-	// change, a sweep probes every service (see summary.go); 0 means 10m.
+	// VerifyInterval is ignored: in doorbell mode every change of the
+	// catalog is verified within seconds, paced by the agent's time
+	// (verifypacer.go), not by an interval.
+	//
+	// Deprecated: it remains, validated, until --consul.verify-interval and
+	// verify_interval are removed.
 	VerifyInterval time.Duration
 	// Logger receives the watch's logs; nil logs nothing.
 	Logger log.Logger
@@ -236,9 +240,6 @@ func (c WatchConfig) withDefaults() WatchConfig {
 	}
 	if c.TokenCheckInterval == 0 {
 		c.TokenCheckInterval = DefaultTokenCheckInterval
-	}
-	if c.VerifyInterval == 0 {
-		c.VerifyInterval = DefaultVerifyInterval
 	}
 	return c
 }

@@ -188,9 +188,9 @@ func TestDiscovererKeepsLastKnownTargetsOfAFailingService(t *testing.T) {
 				require.Equal(t, []string{"svc0-a", "svc0-b"}, got["svc0"], "the others still update")
 
 				// svc3's rewrite keeps its shape and rang with svc0's change:
-				// in doorbell mode the verification sweep finds it.
+				// in doorbell mode a retry of the failed read finds it.
 				f.setFail("/v1/health/service/svc3", 0)
-				time.Sleep(DefaultVerifyInterval)
+				time.Sleep(time.Minute)
 				synctest.Wait()
 				got, _ = c.snapshot()
 				require.Equal(t, []string{"svc3-changed"}, got["svc3"])

@@ -36,9 +36,15 @@
 // While a scope's services fit its share of the connection budget, each
 // has a long poll of its own. When they do not, the scope is in doorbell
 // mode (doorbells.go): long polls for the services that changed most
-// recently, and doorbells, the catalog summary and sweeps for the rest. The
-// decisions are values that take the time and are tested on their own: the
-// sweep pacer (sweeppacer.go), the long-poll allocator (allocator.go), the
-// health diff (healthdiff.go), the read queue (readqueue.go) and the
-// connection budget (budget.go).
+// recently, and doorbells for the rest. A change of health or of a node is
+// resolved exactly from its doorbell's list; a change of the service list
+// through the catalog summary at once, and within seconds by a
+// verification against Consul's node dump, which finds what the summary
+// cannot show (verify.go). Once the catalog is quiet, every service is
+// right within a quarter of a second, one verification and the reads it
+// asks for. The decisions are values that take the time and are tested on
+// their own: the verify pacer (verifypacer.go), the sweep pacer
+// (sweeppacer.go), the long-poll allocator (allocator.go), the health and
+// node diffs (healthdiff.go, nodediff.go), the read queue (readqueue.go)
+// and the connection budget (budget.go).
 package consul

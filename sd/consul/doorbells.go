@@ -21,19 +21,26 @@ import (
 //   - A health change is resolved exactly by the health diff
 //     (healthdiff.go): only the services whose non-passing checks differ
 //     from their last read are read.
-//   - A node change is resolved exactly too: the nodes doorbell returns every
-//     node, and the services on a node whose address, meta or tagged
-//     addresses differ from their last read are read.
+//   - A node change is resolved exactly too (nodediff.go): the nodes
+//     doorbell returns every node, and the services on a node whose
+//     address, meta or tagged addresses differ from their last read are
+//     read.
 //   - A change in the services table does not say which service it touched:
 //     the catalog summary (summary.go) finds the services whose instance
-//     count, nodes or tags changed; a change it does not show asks for a
-//     sweep: every service without a long poll is probed, a few at a time,
-//     with a query filtered to return no rows, whose index is still the
-//     service's own; only services whose index moved are read in full.
+//     count, nodes or tags changed, at once; a verification (verify.go)
+//     follows within seconds and finds what the summary cannot show (a
+//     port, an address, meta rewritten in place) and writes whose ring
+//     another hid: one read of Consul's node dump, compared with every
+//     service's last read.
+//   - Without a summary or a node dump, a change asks for a sweep: every
+//     service without a long poll is probed, a few at a time, with a query
+//     filtered to return no rows, whose index is still the service's own;
+//     only services whose index moved are read in full.
 //
 // The sweep pacer (sweeppacer.go) decides when sweeps and summary reads
-// run, the allocator (allocator.go) which services keep a long poll, and
-// the read queue (readqueue.go) in which order the readers read.
+// run, the verify pacer (verifypacer.go) when verifications run, the
+// allocator (allocator.go) which services keep a long poll, and the read
+// queue (readqueue.go) in which order the readers read.
 
 // Doorbells, and the start-up readers' last ring.
 const (
@@ -61,16 +68,14 @@ type doorbells struct {
 
 	// The catalog summary (summary.go).
 	summary      sweepPacer
-	summaryOff   bool                // no summary: rings of the service list start sweeps
-	summaryIndex uint64              // the ring index the summary under way covers
-	summaryReads int                 // reads it asked for that are not done
-	rings        []uint64            // indexes of rings no summary has started for yet
-	explaining   []uint64            // rings summaries covered, to explain once their reads are done
-	explain      bool                // explain them once the summary's reads are done
-	seen         map[uint64]struct{} // write indexes reads showed above lastRing, or that rings wait for
-	lastRing     uint64              // the highest ring index
-	lone         uint64              // a ring the summary did not explain, alone in it: it gets a sweep at loneAt
-	loneAt       time.Time           // unless another ring comes first
+	summaryOff   bool     // no summary: rings of the service list start sweeps
+	summaryIndex uint64   // the ring index the summary under way covers
+	rings        []uint64 // indexes of rings no summary has started for yet
+	lastRing     uint64   // the highest ring index
+
+	// Verification (verify.go).
+	verify  verifyPacer
+	dumpOff bool // no node dump: verifications are sweeps
 
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads
@@ -90,7 +95,7 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 	// connection each.
 	db := &doorbells{
 		share: slots, ctx: ctx, cancel: cancel, queue: newReadQueue(), pacer: newSweepPacer(), alloc: newAllocator(max(slots-4-readers, 0)),
-		summary: newSweepPacer(), seen: map[uint64]struct{}{},
+		summary: newSweepPacer(), verify: newVerifyPacer(),
 	}
 	db.summary.factor, db.summary.allowance = summaryDebtFactor, summaryAllowance
 	db.pacer.factor = rewriteDebtFactor
@@ -98,6 +103,7 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 		db.noSummary()
 	}
 	sc.doorbells = db
+	sc.nodes.reset() // the first list is compared with every service
 	w.w.doorbellScopes.Add(1)
 	level.Info(sc.logger).Log("msg", "More services than connections: long polls for the busiest, doorbells and sweeps for the rest",
 		"services", len(sc.services), "long_polls", db.alloc.capacity, "readers", readers, "max_connections", w.w.cfg.MaxConnections)
@@ -113,7 +119,7 @@ func (w *watcher) enterDoorbellMode(sc *scope, slots int) {
 	for _, name := range db.alloc.keep(polling) {
 		s := sc.services[name]
 		w.stopLongPoll(sc, s)
-		w.readSoon(sc, s, false)
+		w.readSoon(sc, s)
 	}
 	w.startDoorbells(sc)
 	w.startReaders(sc, readers)
@@ -207,37 +213,21 @@ func (w *watcher) startupDone(sc *scope) {
 }
 
 // readSoon queues a read of s ahead of any sweep (one already waiting
-// serves; a long poll needs none), for the summary if summary is true. It
-// reports whether one more read marked for the summary will come back.
-func (w *watcher) readSoon(sc *scope, s *service, summary bool) bool {
+// serves; a long poll needs none).
+func (w *watcher) readSoon(sc *scope, s *service) {
 	if sc.doorbells == nil || s.hasLongPoll() {
-		return false
-	}
-	return sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, summary: summary})
-}
-
-// nodesChanged reads every service without a long poll on a node whose
-// address, meta or tagged addresses differ from those of the last read that
-// showed it.
-func (w *watcher) nodesChanged(sc *scope, nodes []*api.Node) {
-	changed := map[string]bool{}
-	for _, n := range nodes {
-		if known, ok := sc.nodes[n.Node]; ok && known != nodeFingerprint(n) {
-			changed[n.Node] = true
-		}
-	}
-	if len(changed) == 0 {
 		return
 	}
-	for _, s := range sc.services {
-		if !s.fetched || s.hasLongPoll() {
-			continue
-		}
-		for _, node := range s.health.nodes {
-			if changed[node] {
-				w.readSoon(sc, s, false)
-				break
-			}
+	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
+}
+
+// nodesChanged reads every service without a long poll whose nodes'
+// addresses, meta or tagged addresses in the nodes doorbell's list differ
+// from those of its last read (nodediff.go).
+func (w *watcher) nodesChanged(sc *scope, nodes []*api.Node) {
+	for _, s := range sc.nodes.list(nodes, sc.services) {
+		if s.fetched && !s.hasLongPoll() {
+			w.readSoon(sc, s)
 		}
 	}
 }
@@ -251,7 +241,7 @@ func (w *watcher) healthChanged(sc *scope, checks api.HealthChecks) {
 			continue // its long poll, or the read that reads it first, will see it
 		}
 		if list.differs(s.name, &s.health) {
-			w.readSoon(sc, s, false)
+			w.readSoon(sc, s)
 		}
 	}
 }
@@ -296,6 +286,7 @@ func (w *watcher) startSweep(sc *scope, now time.Time) {
 		}
 	}
 	db.pacer.start(now, len(quiet), probes)
+	db.verify.cover(db.lastRing) // every service is read after every ring so far
 	db.outstanding = len(quiet)
 	w.w.metrics.sweeps.Inc()
 	if db.outstanding == 0 {
@@ -309,7 +300,7 @@ func (w *watcher) startSweep(sc *scope, now time.Time) {
 func (w *watcher) readDone(sc *scope, s *service, r read, changed bool, now time.Time) {
 	db := sc.doorbells
 	if s != nil && r.probe && r.index != s.index {
-		w.readSoon(sc, s, false)
+		w.readSoon(sc, s)
 	}
 	if changed {
 		if s.hasLongPoll() {
@@ -319,7 +310,6 @@ func (w *watcher) readDone(sc *scope, s *service, r read, changed bool, now time
 		}
 	}
 	w.sweepReadDone(sc, r, now)
-	w.summaryReadDone(sc, r, now)
 }
 
 // readFailed accounts for a failed read: the service keeps its last known
@@ -332,7 +322,6 @@ func (w *watcher) readFailed(sc *scope, r read, now time.Time) {
 		w.logRetry(sc, now)
 	}
 	w.sweepReadDone(sc, r, now)
-	w.summaryReadDone(sc, r, now)
 }
 
 // sweepReadDone counts a read of the running sweep.
@@ -386,7 +375,7 @@ func (w *watcher) promote(sc *scope, s *service, now time.Time) {
 	}
 	if e := sc.services[evict]; e != nil {
 		w.stopLongPoll(sc, e)
-		w.readSoon(sc, e, false)
+		w.readSoon(sc, e)
 	}
 	w.startLongPoll(sc, s, s.index)
 }

@@ -54,9 +54,9 @@ func healthRequests(f *fakeConsul, services int) int {
 // In doorbell mode a register or deregistration on a service without a
 // long poll is found through the catalog summary: one summary read and one
 // read of the service, no sweep. A rewrite the summary does not show (a
-// port) is found by a sweep when it is the only change; among other changes
-// it waits for the verification sweep, as does an instance that came and
-// went while the summary was read. An agent without a summary gets sweeps.
+// port) is found by the verification that follows: one read of the node
+// dump and one read of the service, alone or among other changes. An agent
+// without a summary, or without a node dump, gets sweeps.
 func TestCatalogChangesInDoorbellMode(t *testing.T) {
 	port := func(svc, id string, p int) *api.ServiceEntry {
 		e := instance(svc, id)
@@ -79,27 +79,30 @@ func TestCatalogChangesInDoorbellMode(t *testing.T) {
 	tests := []struct {
 		name      string
 		noSummary bool
+		noDump    bool
 		change    func(f *fakeConsul)
 		want      []string // svc3's instances afterwards
 		port      string   // svc3-a's port afterwards
 		reads     int      // services read, without a sweep
-		found     string   // "sweep": found by a sweep at once; "verify": only by the verification sweep
+		sweep     bool     // found by a sweep
 	}{
-		{"a register", false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, "80", 1, ""},
-		{"a deregistration", false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }, []string{"svc3-a"}, "80", 1, ""},
-		{"a rewrite the summary does not show", false, rewrite, []string{"svc3-a"}, "81", 0, "sweep"},
-		{"a rewrite among other changes", false, whileSummaryRead(func(f *fakeConsul) { f.set("svc4", 0, "svc4-a", "svc4-b") }, rewrite),
-			[]string{"svc3-a"}, "81", 1, "verify"},
-		{"an instance that came and went", false, whileSummaryRead(func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }),
-			[]string{"svc3-a"}, "80", 0, "verify"},
-		{"no summary", true, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, "80", 0, "sweep"},
+		{"a register", false, false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, "80", 1, false},
+		{"a deregistration", false, false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }, []string{"svc3-a"}, "80", 1, false},
+		{"a rewrite the summary does not show", false, false, rewrite, []string{"svc3-a"}, "81", 1, false},
+		{"a rewrite among other changes", false, false, whileSummaryRead(func(f *fakeConsul) { f.set("svc4", 0, "svc4-a", "svc4-b") }, rewrite),
+			[]string{"svc3-a"}, "81", 2, false},
+		// The fake gives svc3-a a new write index: the verification reads it.
+		{"an instance that came and went", false, false, whileSummaryRead(func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a") }),
+			[]string{"svc3-a"}, "80", 1, false},
+		{"no summary", true, false, func(f *fakeConsul) { f.set("svc3", 0, "svc3-a", "svc3-b") }, []string{"svc3-a", "svc3-b"}, "80", 0, true},
+		{"no node dump", false, true, rewrite, []string{"svc3-a"}, "81", 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const services = 8
 				f := fakeWithServices(services, 0)
-				f.noSummary = tc.noSummary
+				f.noSummary, f.noDump = tc.noSummary, tc.noDump
 				if tc.name == "a deregistration" {
 					f.set("svc3", 0, "svc3-a", "svc3-b")
 				}
@@ -109,21 +112,18 @@ func TestCatalogChangesInDoorbellMode(t *testing.T) {
 				settle()
 				require.True(t, inDoorbellMode(d))
 				sweeps := testutil.ToFloat64(d.metrics.sweeps)
+				verifications := testutil.ToFloat64(d.metrics.verifications)
 				before := healthRequests(f, services)
 
 				tc.change(f)
-				time.Sleep(time.Minute) // past any sweep's pacing
+				time.Sleep(time.Minute) // past any sweep's or verification's pacing
 				synctest.Wait()
-				if tc.found == "sweep" {
+				if tc.sweep {
 					require.Greater(t, testutil.ToFloat64(d.metrics.sweeps), sweeps, "a sweep found it")
 				} else {
 					require.Equal(t, sweeps, testutil.ToFloat64(d.metrics.sweeps), "no sweep")
+					require.Greater(t, testutil.ToFloat64(d.metrics.verifications), verifications, "a verification")
 					require.Equal(t, tc.reads, healthRequests(f, services)-before, "reads of the changed services only: %v", f.requests)
-				}
-				if tc.found == "verify" {
-					time.Sleep(DefaultVerifyInterval)
-					synctest.Wait()
-					require.Greater(t, testutil.ToFloat64(d.metrics.sweeps), sweeps, "the verification sweep ran")
 				}
 				got, _ := c.snapshot()
 				require.Equal(t, tc.want, got["svc3"])

@@ -30,6 +30,7 @@ type fakeConsul struct {
 	requests map[string]int           // path → requests seen
 
 	noSummary bool // answer 404 for the catalog summary, as an agent without one
+	noDump    bool // answer 404 for the node dump
 }
 
 type fakeService struct {
@@ -74,7 +75,7 @@ func (f *fakeConsul) set(name string, index uint64, instances ...string) {
 		for _, id := range instances {
 			s.entries = append(s.entries, &api.ServiceEntry{
 				Node:    &api.Node{Node: "n1", Address: "127.0.0.1", Datacenter: "dc1"},
-				Service: &api.AgentService{ID: id, Service: name, Port: 80},
+				Service: &api.AgentService{ID: id, Service: name, Port: 80, ModifyIndex: index},
 			})
 		}
 		f.services[name] = s
@@ -90,6 +91,11 @@ func (f *fakeConsul) setEntries(name string, entries ...*api.ServiceEntry) {
 	defer f.mu.Unlock()
 	f.raft++
 	f.index = f.raft
+	for i, e := range entries {
+		svc := *e.Service
+		svc.ModifyIndex = f.raft
+		entries[i] = &api.ServiceEntry{Node: e.Node, Service: &svc, Checks: e.Checks}
+	}
 	f.services[name] = &fakeService{index: f.raft, entries: entries}
 	close(f.changed)
 	f.changed = make(chan struct{})
@@ -180,7 +186,32 @@ func (f *fakeConsul) current(path string) (body any, index uint64, ok bool) {
 		}
 		return checks, max(f.checks, 1), true
 	case path == "/v1/catalog/nodes":
-		return []*api.Node{}, f.index, true
+		nodes := []*api.Node{}
+		seen := map[string]bool{}
+		for _, svc := range f.services {
+			for _, e := range svc.entries {
+				if !seen[e.Node.Node] {
+					seen[e.Node.Node] = true
+					nodes = append(nodes, e.Node)
+				}
+			}
+		}
+		return nodes, f.index, true
+	case path == dumpPath && !f.noDump:
+		byNode := map[string]*dumpNode{}
+		dump := []*dumpNode{}
+		for _, svc := range f.services {
+			for _, e := range svc.entries {
+				n := byNode[e.Node.Node]
+				if n == nil {
+					n = &dumpNode{Node: e.Node.Node}
+					byNode[n.Node] = n
+					dump = append(dump, n)
+				}
+				n.Services = append(n.Services, dumpService{ID: e.Service.ID, Service: e.Service.Service, ModifyIndex: e.Service.ModifyIndex})
+			}
+		}
+		return dump, f.raft, true
 	case path == summaryPath && !f.noSummary:
 		rows := []summaryRow{}
 		for name, svc := range f.services {

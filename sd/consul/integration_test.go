@@ -9,13 +9,13 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"reflect"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/consul/sdk/testutil"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custom-sd/custom-sd/internal/faultproxy"
@@ -242,9 +242,11 @@ func TestRealConsulStoppedKeepsTargets(t *testing.T) {
 }
 
 // TestRealConsulConvergesUnderChurn hammers a real agent with concurrent
-// health flips, tag changes, deregistrations and registrations, then checks
-// that what the discoverer holds is exactly what Consul holds: no change is
-// lost to a race between long polls, doorbells, sweeps and hand-overs.
+// health flips, tag changes, rewrites of the port and meta that keep the
+// tags, deregistrations and registrations, then checks that what the
+// discoverer holds is exactly what Consul holds: no change is lost to a race
+// between long polls, doorbells, summaries, verifications, sweeps and
+// hand-overs.
 func TestRealConsulConvergesUnderChurn(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -277,10 +279,7 @@ func TestRealConsulConvergesUnderChurn(t *testing.T) {
 			if tc.latency > 0 {
 				addr = slowProxy(t, addr, tc.latency)
 			}
-			// Writes this close together ring as one: a rewrite the catalog
-			// summary does not show can hide behind another write, until
-			// the verification sweep (every second here).
-			d := realDiscoverer(t, addr, func(c *Config) { c.MaxConnections = tc.maxConns; c.VerifyInterval = time.Second })
+			d := realDiscoverer(t, addr, func(c *Config) { c.MaxConnections = tc.maxConns })
 			c, _ := startCollector(t, d)
 			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
 
@@ -296,6 +295,10 @@ func TestRealConsulConvergesUnderChurn(t *testing.T) {
 							srv.Deregister(t, in.Node, in.ID)
 						case op < 6:
 							in.Tags = []string{fmt.Sprintf("v%d", rnd.IntN(3))}
+							srv.Register(t, in)
+						case op < 9: // what the catalog summary cannot show
+							in.Port = 20000 + rnd.IntN(1000)
+							in.Meta = map[string]string{"version": fmt.Sprint(rnd.IntN(1000))}
 							srv.Register(t, in)
 						default:
 							srv.Register(t, in) // mostly a health flip
@@ -316,7 +319,7 @@ func TestRealConsulConvergesUnderChurn(t *testing.T) {
 				}
 				want[name] = map[string]string{}
 				for _, e := range entries {
-					want[name][e.Service.ID] = e.Checks.AggregatedStatus() + " " + joinTags(e.Service.Tags, ",")
+					want[name][e.Service.ID] = fmt.Sprint(e.Checks.AggregatedStatus(), " ", joinTags(e.Service.Tags, ","), " ", e.Service.Port, " ", e.Service.Meta["version"])
 				}
 			}
 			held := func() map[string]map[string]string {
@@ -326,12 +329,12 @@ func TestRealConsulConvergesUnderChurn(t *testing.T) {
 				for name, g := range c.groups {
 					out[name] = map[string]string{}
 					for _, tg := range g.Targets {
-						out[name][string(tg[serviceIDLabel])] = string(tg[healthLabel]) + " " + string(tg[tagsLabel])
+						out[name][string(tg[serviceIDLabel])] = fmt.Sprint(tg[healthLabel], " ", tg[tagsLabel], " ", tg[servicePortLabel], " ", tg[serviceMetaPrefix+"version"])
 					}
 				}
 				return out
 			}
-			require.Eventually(t, func() bool { return reflect.DeepEqual(want, held()) },
+			require.EventuallyWithT(t, func(c *assert.CollectT) { require.Equal(c, want, held()) },
 				30*time.Second, 20*time.Millisecond, "the discoverer converges on Consul's state")
 			require.Zero(t, d.transport.limited.Load())
 		})

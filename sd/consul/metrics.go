@@ -67,12 +67,13 @@ func outcomeOf(ctx context.Context, resp *http.Response, err error) string {
 // metrics are the discoverer's own metrics. The Discoverer is a
 // prometheus.Collector for them.
 type metrics struct {
-	requests    *prometheus.CounterVec
-	duration    *prometheus.HistogramVec
-	lastSuccess prometheus.Gauge
-	resets      prometheus.Counter
-	sweeps      prometheus.Counter
-	collectors  []prometheus.Collector
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	lastSuccess   prometheus.Gauge
+	resets        prometheus.Counter
+	sweeps        prometheus.Counter
+	verifications prometheus.Counter
+	collectors    []prometheus.Collector
 }
 
 func newMetrics(w *Watch, t *transport) *metrics {
@@ -97,7 +98,11 @@ func newMetrics(w *Watch, t *transport) *metrics {
 		}),
 		sweeps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "custom_sd_consul_sweeps_total",
-			Help: "Sweeps of the services without a long poll of their own, started when the catalog or the nodes changed.",
+			Help: "Sweeps of the services without a long poll of their own.",
+		}),
+		verifications: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "custom_sd_consul_verifications_total",
+			Help: "Verifications of the services without a long poll of their own against Consul's node dump, after changes of the catalog.",
 		}),
 	}
 	services := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -133,7 +138,7 @@ func newMetrics(w *Watch, t *transport) *metrics {
 			m.requests.WithLabelValues(e.label, o)
 		}
 	}
-	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, longPolls, sweepMode, conns, budget, inForce, http2}
+	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, m.verifications, longPolls, sweepMode, conns, budget, inForce, http2}
 	return m
 }
 

@@ -7,11 +7,10 @@ import (
 
 // readJob asks a reader to read one service.
 type readJob struct {
-	name    string
-	gen     uint64
-	sweep   bool // part of a sweep
-	probe   bool // read only the index
-	summary bool // asked for by a summary
+	name  string
+	gen   uint64
+	sweep bool // part of a sweep
+	probe bool // read only the index
 }
 
 // readQueue hands read jobs to a datacenter's readers: urgent reads (a
@@ -32,11 +31,9 @@ func newReadQueue() *readQueue {
 }
 
 // push queues j. An urgent read of a service whose urgent read already
-// waits is not queued twice: the waiting one serves both, and is marked as
-// asked for by a summary if j was. push reports whether j, asked for by a
-// summary, made a read for the summary that was not there: one more will
-// come back marked.
-func (q *readQueue) push(j readJob) (newSummaryRead bool) {
+// waits is not queued twice: the waiting one serves both, for the newer
+// appearance of the service if they differ (it left and came back).
+func (q *readQueue) push(j readJob) {
 	q.mu.Lock()
 	switch _, dup := q.queued[j.name]; {
 	case j.sweep:
@@ -44,17 +41,15 @@ func (q *readQueue) push(j readJob) (newSummaryRead bool) {
 	case !dup:
 		q.queued[j.name] = struct{}{}
 		q.urgent = append(q.urgent, j)
-		newSummaryRead = j.summary
-	case j.summary:
+	default:
 		for i := range q.urgent {
-			if q.urgent[i].name == j.name && !q.urgent[i].summary {
-				q.urgent[i].summary, newSummaryRead = true, true
+			if q.urgent[i].name == j.name {
+				q.urgent[i].gen = max(q.urgent[i].gen, j.gen)
 			}
 		}
 	}
 	q.mu.Unlock()
 	q.signal()
-	return newSummaryRead
 }
 
 // waiting reports whether an urgent read of name waits.

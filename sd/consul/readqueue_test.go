@@ -14,43 +14,36 @@ func TestReadQueue(t *testing.T) {
 		push    []readJob
 		want    []string // names in pop order
 		waiting []string // waiting after the pushes
-		marked  int      // pushes that reported a new read for the summary
+		gen     uint64   // of the last read popped, if not 0
 	}{
 		{"urgent before sweep", []readJob{{name: "s1", sweep: true}, {name: "u1"}, {name: "s2", sweep: true}, {name: "u2"}},
 			[]string{"u1", "u2", "s1", "s2"}, []string{"u1", "u2"}, 0},
 		{"an urgent read waits once", []readJob{{name: "a"}, {name: "b"}, {name: "a"}}, []string{"a", "b"}, []string{"a", "b"}, 0},
 		{"sweep reads are not merged", []readJob{{name: "a", sweep: true, probe: true}, {name: "a", sweep: true}}, []string{"a", "a"}, nil, 0},
 		{"an urgent read beside a sweep read of the same service", []readJob{{name: "a", sweep: true}, {name: "a"}}, []string{"a", "a"}, []string{"a"}, 0},
-		{"a summary's read joins one that waits", []readJob{{name: "a"}, {name: "b"}, {name: "a", summary: true}}, []string{"a", "b"}, []string{"a", "b"}, 1},
-		{"a summary's read of a service one waits for already", []readJob{{name: "a", summary: true}, {name: "a", summary: true}}, []string{"a"}, []string{"a"}, 1},
-		{"a summary's read, then an urgent one", []readJob{{name: "a", summary: true}, {name: "a"}, {name: "b", summary: true}}, []string{"a", "b"}, []string{"a", "b"}, 2},
+		{"a service that left and came back while its read waited is read as it is now", []readJob{{name: "a", gen: 1}, {name: "a", gen: 2}, {name: "a", gen: 1}},
+			[]string{"a"}, []string{"a"}, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			q := newReadQueue()
-			marked := 0
 			for _, j := range tc.push {
-				if q.push(j) {
-					marked++
-				}
+				q.push(j)
 			}
-			require.Equal(t, tc.marked, marked, "new reads for the summary")
 			for _, name := range []string{"a", "b", "u1", "u2", "s1"} {
 				require.Equal(t, slices.Contains(tc.waiting, name), q.waiting(name), "waiting(%s)", name)
 			}
 			var got []string
-			summary := map[string]bool{}
+			var last readJob
 			for range tc.want {
 				j, ok := q.pop(t.Context())
 				require.True(t, ok)
 				got = append(got, j.name)
-				summary[j.name] = summary[j.name] || j.summary
+				last = j
 			}
 			require.Equal(t, tc.want, got)
-			for _, j := range tc.push {
-				if j.summary {
-					require.True(t, summary[j.name], "the read of %s reports to the summary", j.name)
-				}
+			if tc.gen != 0 {
+				require.Equal(t, tc.gen, last.gen)
 			}
 			require.False(t, q.waiting("a"), "popped reads no longer wait")
 			ctx, cancel := context.WithCancel(t.Context())

@@ -3,9 +3,6 @@ package consul
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/go-kit/log"
@@ -56,7 +53,7 @@ type scope struct {
 	nextGen   uint64
 	longPolls int               // services with a long poll of their own
 	counted   int               // services counted in the Watch's watched count
-	nodes     map[string]uint64 // node → fingerprint, as the last read that showed it
+	nodes     nodeDiff          // for the nodes doorbell
 	names     map[string]string // node names, interned
 
 	doorbells *doorbells // non-nil in doorbell mode
@@ -80,6 +77,8 @@ type service struct {
 	fetched    bool   // read at least once
 	lastChange time.Time
 	shape      shape              // of the last read, for the catalog summary
+	nodes      uint64             // the fingerprints of the last read's nodes, summed, for the nodes doorbell
+	writes     uint64             // the write hashes of the last read's instances, summed, for verifications
 	wantedBy   int                // views that want it
 	stopPoll   context.CancelFunc // ends the service's own long poll; nil without one
 	health     healthState        // of the last read, for the health doorbell
@@ -110,37 +109,6 @@ func (sc *scope) intern(name string) string {
 	return name
 }
 
-// noteNodes records the nodes of a read, for the nodes doorbell.
-func (sc *scope) noteNodes(entries []*api.ServiceEntry) {
-	for _, e := range entries {
-		if e != nil && e.Node != nil {
-			sc.nodes[sc.intern(e.Node.Node)] = nodeFingerprint(e.Node)
-		}
-	}
-}
-
-var nodeSeed = maphash.MakeSeed()
-
-// nodeFingerprint hashes what a node gives its instances' labels: its
-// address, datacenter, meta and tagged addresses.
-func nodeFingerprint(n *api.Node) uint64 {
-	var h maphash.Hash
-	h.SetSeed(nodeSeed)
-	h.WriteString(n.Address)
-	h.WriteByte(0)
-	h.WriteString(n.Datacenter)
-	for _, m := range []map[string]string{n.Meta, n.TaggedAddresses} {
-		h.WriteByte(1)
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			h.WriteString(k)
-			h.WriteByte(0)
-			h.WriteString(m[k])
-			h.WriteByte(0)
-		}
-	}
-	return h.Sum64()
-}
-
 // newScope starts watching key.
 func (w *watcher) newScope(key scopeKey) *scope {
 	ctx, cancel := context.WithCancel(w.ctx)
@@ -153,7 +121,7 @@ func (w *watcher) newScope(key scopeKey) *scope {
 	}
 	return &scope{
 		key: key, logger: logger, ctx: ctx, cancel: cancel,
-		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, nodes: map[string]uint64{}, names: map[string]string{},
+		lists: map[string]*serviceList{}, services: map[string]*service{}, views: map[*job]*view{}, names: map[string]string{},
 	}
 }
 
@@ -229,10 +197,7 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 	}()
 	if entered := w.fit(sc); !entered && sc.doorbells != nil {
 		for _, s := range added {
-			w.readSoon(sc, s, false)
-		}
-		if len(added) > 0 || removed {
-			sc.doorbells.seen[l.index] = struct{}{} // the list's own change explains its ring
+			w.readSoon(sc, s)
 		}
 		w.requestSummary(sc, time.Now(), l.index)
 	}
@@ -300,7 +265,7 @@ func (w *watcher) fit(sc *scope) (entered bool) {
 	var index uint64
 	for _, s := range sc.services {
 		if !s.fetched {
-			w.readSoon(sc, s, false)
+			w.readSoon(sc, s)
 		}
 	}
 	for _, l := range sc.lists {
@@ -369,5 +334,5 @@ func (w *watcher) refresh(sc *scope, s *service) {
 		w.startLongPoll(sc, s, 0)
 		return
 	}
-	w.readSoon(sc, s, false)
+	w.readSoon(sc, s)
 }

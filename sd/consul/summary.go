@@ -19,25 +19,14 @@ import (
 // /v1/internal/ui/services: per service the instance count, the nodes and
 // the tags — and reads only the services whose shape there differs from
 // their last read: one catalog-sized read and one read per changed service,
-// however large the catalog.
+// however large the catalog. The summary shows every write up to its own
+// index, so it also covers the rings of those writes that come after it
+// was read.
 //
 // A rewrite that keeps a service's shape (a new port, new meta) does not
-// show in the summary. Every ring's index is the index of one write to the
-// services table, so once the reads the summary asked for are done, each
-// ring is explained only if a read since carries its index (as a service's
-// index, or an instance's modify index; or the list of services itself
-// changed at it). The summary shows every write up to its own index, so it
-// also covers the rings of those writes that come after it was read.
-//
-// When the catalog is quiet — the summary covered a single ring, no other
-// came while it was read, nor in the loneGrace after — an unexplained ring
-// is such a rewrite, and a probe sweep finds it. When it is busy (5 changes
-// a second at 10,000 services fill the second a summary takes), an
-// unexplained ring is most likely an instance that came and went, or a
-// write that a later one to the same service hid from the read: either
-// leaves the file right, and a sweep for each would cost the catalog's
-// size per change. Then, as for writes close enough to ring only once, a
-// sweep verifies every service within VerifyInterval (10 minutes).
+// show in the summary, and a write whose ring the doorbell missed (another
+// came right after it) may not either: the verification that follows every
+// ring (verify.go) finds those.
 //
 // Summary reads are paced like sweeps (sweeppacer.go), with half the time
 // for reading allowed. An agent that has no summary for us (an older or a
@@ -47,10 +36,6 @@ const (
 	summaryDebtFactor = 1
 	summaryAllowance  = 2 * time.Second
 	summaryPath       = "/v1/internal/ui/services"
-	// loneGrace is how long the sweep for a lone unexplained ring waits
-	// for the ring of another write: one the summary showed comes at once
-	// (a doorbell polls again at most 10 ms after a ring).
-	loneGrace = 250 * time.Millisecond
 )
 
 // shape is what the summary shows of a service's instances, hashed: their
@@ -109,7 +94,7 @@ type summaryDone struct {
 }
 
 // requestSummary notes a ring of the service list at index and reads the
-// summary if the pacer says so.
+// summary if the pacer says so; a verification follows.
 func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 	db := sc.doorbells
 	if db.summaryOff {
@@ -120,17 +105,9 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 		return // the ring of another service list (another filter) for the same write
 	}
 	db.lastRing = max(db.lastRing, index)
-	if db.lone != 0 {
-		// Another write came before the sweep for a lone unexplained ring:
-		// the catalog is busy after all.
-		db.lone, db.loneAt = 0, time.Time{}
-		db.pacer.verify(now, w.w.cfg.VerifyInterval)
-	}
+	db.verify.ring(now, index)
 	if index <= db.summary.covered && !db.summary.running {
-		// A summary read after the write came back before its ring: it
-		// showed the write, but was explained without it.
-		db.pacer.verify(now, w.w.cfg.VerifyInterval)
-		return
+		return // a summary (or a verification) read after the write showed it
 	}
 	db.rings = append(db.rings, index)
 	if db.summary.request(now, index) {
@@ -146,7 +123,6 @@ func (w *watcher) startSummary(sc *scope, now time.Time) {
 	}
 	db.summary.start(now, 1, 1)
 	db.summaryIndex = db.summary.covered
-	db.explaining = append(db.explaining, db.rings...)
 	db.rings = nil
 	ctx := db.ctx
 	w.wg.Go(func() {
@@ -177,7 +153,7 @@ func (w *watcher) readSummary(ctx context.Context, sc *scope) ([]summaryRow, uin
 }
 
 // summarized takes in a finished summary read: it reads the services whose
-// shape changed, and asks to explain the ring once those reads are done.
+// shape changed.
 func (w *watcher) summarized(d summaryDone) {
 	sc := d.sc
 	if !w.current(sc) || sc.doorbells == nil || !sc.doorbells.summary.running {
@@ -204,40 +180,31 @@ func (w *watcher) summarized(d summaryDone) {
 		if s == nil || !s.fetched || s.hasLongPoll() {
 			continue // a read is under way, or a long poll sees it
 		}
-		if shapeOf(row.InstanceCount, row.Nodes, row.Tags) != s.shape && w.readSoon(sc, s, true) {
-			db.summaryReads++
+		if shapeOf(row.InstanceCount, row.Nodes, row.Tags) != s.shape {
+			w.readSoon(sc, s)
 		}
 	}
-	db.explain = true
-	again := db.summary.finish(now)
-	if db.summaryReads == 0 {
-		w.explainRings(sc, now)
-	}
-	if again {
+	if db.summary.finish(now) {
 		w.startSummary(sc, now)
 	}
 }
 
 // noSummary makes every ring of the service list start a sweep, paced as
-// such.
+// such; sweeps leave nothing to verify.
 func (db *doorbells) noSummary() {
 	db.summaryOff = true
 	db.pacer.factor = sweepDebtFactor
-	db.rings, db.explaining, db.explain, db.summaryReads = nil, nil, false, 0
-	db.lone, db.loneAt = 0, time.Time{}
-	clear(db.seen)
+	db.rings = nil
+	db.verify.cover(db.lastRing)
 }
 
-// coverRings adds the rings that came while the summary was read, of writes
-// up to index that it already shows, to those it explains: they need no
-// summary of their own, and a ring the summary does not show is then known
-// to be alone only if no other write came before the summary was read.
+// coverRings drops the rings of writes up to index, which a catalog-wide
+// read (a summary, or a verification) already showed: they need no summary
+// of their own.
 func (db *doorbells) coverRings(index uint64) {
 	kept := db.rings[:0]
 	for _, r := range db.rings {
-		if r <= index {
-			db.explaining = append(db.explaining, r)
-		} else {
+		if r > index {
 			kept = append(kept, r)
 		}
 	}
@@ -245,110 +212,5 @@ func (db *doorbells) coverRings(index uint64) {
 	db.summary.covered = max(db.summary.covered, index)
 	if len(db.rings) == 0 {
 		db.summary.again = false
-	}
-}
-
-// summaryReadDone counts a read the summary asked for.
-func (w *watcher) summaryReadDone(sc *scope, r read, now time.Time) {
-	db := sc.doorbells
-	if !r.summary || db.summaryReads == 0 {
-		return
-	}
-	if db.summaryReads--; db.summaryReads == 0 {
-		w.explainRings(sc, now)
-	}
-}
-
-// explainRings asks for a sweep if some ring the summary covered is not
-// explained by a read since (or by a change of the service list), and
-// otherwise for a verification sweep in time.
-func (w *watcher) explainRings(sc *scope, now time.Time) {
-	db := sc.doorbells
-	if !db.explain {
-		return
-	}
-	db.explain = false
-	var unexplained uint64
-	for _, index := range db.explaining {
-		if _, ok := db.seen[index]; !ok {
-			unexplained = max(unexplained, index)
-		}
-	}
-	alone := len(db.explaining) == 1 && len(db.rings) == 0
-	db.explaining = nil
-	db.pruneSeen()
-	if unexplained == 0 || !alone {
-		// Among several changes, one the summary does not show is most
-		// likely an instance that came and went within the window (a
-		// crash-looping one); the verification sweep finds a rewrite.
-		db.pacer.verify(now, w.w.cfg.VerifyInterval)
-		return
-	}
-	// The ring of a write the summary showed may still come (a doorbell
-	// polls again after each ring); the sweep waits a little for it.
-	db.lone, db.loneAt = unexplained, now.Add(loneGrace)
-	level.Debug(sc.logger).Log("msg", "A catalog change the summary does not show", "index", unexplained)
-}
-
-// loneDue starts the sweep for a lone unexplained ring once its grace is
-// over.
-func (w *watcher) loneDue(sc *scope, now time.Time) {
-	db := sc.doorbells
-	if db.lone == 0 || now.Before(db.loneAt) {
-		return
-	}
-	index := db.lone
-	db.lone, db.loneAt = 0, time.Time{}
-	if _, ok := db.seen[index]; ok {
-		db.pruneSeen()
-		db.pacer.verify(now, w.w.cfg.VerifyInterval)
-		return // a long poll's read showed it during the grace
-	}
-	level.Debug(sc.logger).Log("msg", "No other write came with the change the summary does not show; sweeping", "index", index)
-	w.requestSweep(sc, now, index)
-}
-
-// noteWrites records the write indexes a read shows (the service's own, and
-// each instance's modify index) that a ring waits for or may yet come for:
-// a long poll may bring the read of a write before the ring of the service
-// list does.
-func (db *doorbells) noteWrites(index uint64, entries []*api.ServiceEntry) {
-	if db.summaryOff {
-		return // rings start sweeps; none waits to be explained
-	}
-	low := db.lowestNeeded()
-	if index >= low {
-		db.seen[index] = struct{}{}
-	}
-	for _, e := range entries {
-		if e != nil && e.Service != nil && e.Service.ModifyIndex >= low {
-			db.seen[e.Service.ModifyIndex] = struct{}{}
-		}
-	}
-}
-
-// lowestNeeded is the lowest write index a ring may still need: that of
-// the lowest ring waiting, or above the last ring.
-func (db *doorbells) lowestNeeded() uint64 {
-	low := db.lastRing + 1
-	for _, index := range db.rings {
-		low = min(low, index)
-	}
-	for _, index := range db.explaining {
-		low = min(low, index)
-	}
-	if db.lone != 0 {
-		low = min(low, db.lone)
-	}
-	return low
-}
-
-// pruneSeen forgets the write indexes no ring can need any more.
-func (db *doorbells) pruneSeen() {
-	low := db.lowestNeeded()
-	for index := range db.seen {
-		if index < low {
-			delete(db.seen, index)
-		}
 	}
 }

@@ -7,9 +7,10 @@ import (
 )
 
 // Sweep pacing. A sweep probes every service without a long poll; it is
-// how a datacenter in doorbell mode learns which service a change the
-// catalog summary does not show touched (or any catalog change, without a
-// summary). The pacer decides when sweeps run:
+// how a datacenter in doorbell mode learns which service a catalog change
+// touched when it has no catalog summary, or no node dump to verify one
+// with (verify.go), and how failed reads are retried. The pacer decides
+// when sweeps run:
 //
 //   - A ring at or below the index a sweep already covers starts nothing:
 //     a sweep started after a doorbell's index was seen covers every write
@@ -20,9 +21,9 @@ import (
 //     (first reads of services are owed in any mode), to a debt that drains
 //     in real time, and a sweep waits while the debt is above
 //     sweepAllowance. The factor is sweepDebtFactor when every catalog
-//     change needs a sweep (no summary), and rewriteDebtFactor when only
-//     rewrites the summary cannot show do: those are rare, and each waits
-//     for its sweep.
+//     change needs a sweep (no summary, or no node dump to verify the
+//     summary with), and rewriteDebtFactor otherwise: then sweeps only
+//     retry failed reads and catch up after the watching mode changed.
 //   - After a sweep with failed reads (or a failed read between sweeps),
 //     the next sweep waits for a jittered exponential backoff, so that the
 //     failed services are read again without hammering a struggling agent.
@@ -36,7 +37,7 @@ const (
 	// when every catalog change needs a sweep.
 	sweepDebtFactor = 4
 	// rewriteDebtFactor makes sweeping take at most half the time when the
-	// summary leaves only rewrites to sweeps.
+	// summary and the verifications find catalog changes.
 	rewriteDebtFactor = 1
 )
 
@@ -65,8 +66,6 @@ type sweepPacer struct {
 	retryAt time.Time // no sweep before this, after failures
 
 	due time.Time // a sweep waits until then; zero when none waits
-
-	verifyAt time.Time // a sweep is due then to verify what summaries explained; zero when none is
 }
 
 func newSweepPacer() sweepPacer {
@@ -94,13 +93,8 @@ func (p *sweepPacer) request(now time.Time, index uint64) bool {
 	return true
 }
 
-// fire reports whether the waiting sweep, or a verification, is due at
-// now.
+// fire reports whether the waiting sweep is due at now.
 func (p *sweepPacer) fire(now time.Time) bool {
-	if !p.verifyAt.IsZero() && !now.Before(p.verifyAt) && p.due.IsZero() {
-		p.verifyAt = time.Time{}
-		return p.request(now, 0)
-	}
 	if p.due.IsZero() || now.Before(p.due) {
 		return false
 	}
@@ -108,24 +102,8 @@ func (p *sweepPacer) fire(now time.Time) bool {
 	return true
 }
 
-// verify notes at now that a change was explained without a sweep, so that
-// an earlier change hidden behind it may not have been seen: a sweep is
-// due within every, unless one starts before.
-func (p *sweepPacer) verify(now time.Time, every time.Duration) {
-	if p.verifyAt.IsZero() {
-		p.verifyAt = now.Add(every)
-	}
-}
-
-// next returns when fire may next say yes, or zero. A waiting sweep
-// verifies too (start clears verifyAt), so while one waits only its time
-// counts.
-func (p *sweepPacer) next() time.Time {
-	if !p.due.IsZero() {
-		return p.due
-	}
-	return p.verifyAt
-}
+// next returns when fire may next say yes, or zero.
+func (p *sweepPacer) next() time.Time { return p.due }
 
 // start notes that a sweep of size reads, probes of them probes, starts at
 // now.
@@ -135,7 +113,6 @@ func (p *sweepPacer) start(now time.Time, size, probes int) {
 	p.failed, p.err = 0, nil
 	p.started, p.size, p.probes = now, size, probes
 	p.due = time.Time{}
-	p.verifyAt = time.Time{} // the sweep sees every service
 }
 
 // readFailed notes a failed read at now. Outside a sweep it schedules a

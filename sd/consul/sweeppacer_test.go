@@ -20,13 +20,12 @@ func TestSweepPacer(t *testing.T) {
 
 	type step struct {
 		at     float64
-		op     string  // ring, start, finish, fail, fire, verify, next (due is what next gives)
-		index  uint64  // ring
-		every  float64 // verify
-		size   int     // start
-		probes int     // start
-		err    error   // fail
-		want   bool    // sweep now?
+		op     string // ring, start, finish, fail, fire
+		index  uint64 // ring
+		size   int    // start
+		probes int    // start
+		err    error  // fail
+		want   bool   // sweep now?
 		due    float64
 	}
 	const none = -1
@@ -85,22 +84,6 @@ func TestSweepPacer(t *testing.T) {
 			{at: 1, op: "finish", want: false, due: none}, // success resets the backoff
 			{at: 1, op: "fail", err: boom, want: false, due: 1.25},
 		}},
-		{"a waiting sweep comes next, even when a verification fell due before it", []step{
-			{at: 0, op: "ring", index: 10, want: true, due: none},
-			{at: 0, op: "start", size: 100, probes: 100},
-			{at: 1, op: "finish", want: false, due: none}, // debt 4 s
-			{at: 1, op: "verify", every: 1, due: none},
-			{at: 1.5, op: "ring", index: 11, want: false, due: 4},
-			{at: 3, op: "fire", want: false, due: 4},
-			{at: 3, op: "next", due: 4}, // not the verification's 2: a time passed would fire the timer at once, again and again
-			{at: 4, op: "fire", want: true, due: none},
-		}},
-		{"a verification with no sweep waiting", []step{
-			{at: 0, op: "verify", every: 600, due: none},
-			{at: 1, op: "verify", every: 600, due: none}, // the first one stands
-			{at: 1, op: "next", due: 600},
-			{at: 600, op: "fire", want: true, due: none},
-		}},
 		{"a 429 backs off longer", []step{
 			{at: 0, op: "fail", err: limited, want: false, due: 2},
 		}},
@@ -124,11 +107,6 @@ func TestSweepPacer(t *testing.T) {
 					got = p.readFailed(now, s.err)
 				case "fire":
 					got = p.fire(now)
-				case "verify":
-					p.verify(now, time.Duration(s.every*float64(time.Second)))
-				case "next":
-					require.Equal(t, at(s.due), p.next(), "step %d: next", i)
-					continue
 				}
 				require.Equal(t, s.want, got, "step %d (%s at %v): sweep now", i, s.op, s.at)
 				if s.due == none {

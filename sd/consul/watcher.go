@@ -28,11 +28,12 @@ type watcher struct {
 	dcsListed   bool     // it has been read
 	stopDCList  context.CancelFunc
 
-	lists     chan listed
-	reads     chan read
-	rings     chan ring
-	summaries chan summaryDone
-	dcList    chan []string
+	lists         chan listed
+	reads         chan read
+	rings         chan ring
+	summaries     chan summaryDone
+	verifications chan verifyDone
+	dcList        chan []string
 
 	sweepTimer *time.Timer
 	sweepAt    time.Time
@@ -59,7 +60,6 @@ type read struct {
 	err     error // only from readers; long polls retry on their own
 	sweep   bool  // read as part of a sweep
 	probe   bool  // only the index was read
-	summary bool  // read because the summary showed a change
 }
 
 // ring is a doorbell's news in doorbell mode: a new index, and for the
@@ -74,16 +74,17 @@ type ring struct {
 
 func newWatcher(ctx context.Context, w *Watch) *watcher {
 	return &watcher{
-		w:         w,
-		ctx:       ctx,
-		scopes:    map[scopeKey]*scope{},
-		jobs:      map[*job]struct{}{},
-		lists:     make(chan listed),
-		reads:     make(chan read),
-		rings:     make(chan ring),
-		summaries: make(chan summaryDone),
-		dcList:    make(chan []string),
-		budget:    newBudget(w.cfg.MaxConnections),
+		w:             w,
+		ctx:           ctx,
+		scopes:        map[scopeKey]*scope{},
+		jobs:          map[*job]struct{}{},
+		lists:         make(chan listed),
+		reads:         make(chan read),
+		rings:         make(chan ring),
+		summaries:     make(chan summaryDone),
+		verifications: make(chan verifyDone),
+		dcList:        make(chan []string),
+		budget:        newBudget(w.cfg.MaxConnections),
 	}
 }
 
@@ -125,6 +126,8 @@ func (w *watcher) run(jobs []*job) {
 			w.ring(r)
 		case d := <-w.summaries:
 			w.summarized(d)
+		case d := <-w.verifications:
+			w.verified(d)
 		case <-sweepC:
 			w.sweepTimer, w.sweepAt = nil, time.Time{}
 			w.sweepsDue()
@@ -254,9 +257,10 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 		s.index = r.index
 		s.health = healthStateOf(r.entries, s.health.otherChecks, sc.intern)
 		s.shape = shapeOfEntries(r.entries)
-		sc.noteNodes(r.entries)
+		s.nodes = nodesOfEntries(r.entries)
+		s.writes = writesOfEntries(r.entries)
 		if sc.doorbells != nil {
-			sc.doorbells.noteWrites(r.index, r.entries)
+			sc.nodes.read(s.name)
 		}
 	} else if r.index < s.index {
 		level.Debug(sc.logger).Log("msg", "Dropping an older read", "service", s.name, "index", r.index, "have", s.index)
@@ -476,7 +480,8 @@ func (w *watcher) checkToken() {
 	w.restartAll()
 }
 
-// sweepsDue starts the sweeps and summary reads whose time has come.
+// sweepsDue starts the sweeps, summary reads and verifications whose time
+// has come.
 func (w *watcher) sweepsDue() {
 	now := time.Now()
 	for _, sc := range w.scopes {
@@ -489,21 +494,21 @@ func (w *watcher) sweepsDue() {
 		if sc.doorbells != nil && !sc.doorbells.summaryOff && sc.doorbells.summary.fire(now) {
 			w.startSummary(sc, now)
 		}
-		if sc.doorbells != nil {
-			w.loneDue(sc, now)
+		if sc.doorbells != nil && !sc.doorbells.summaryOff && sc.doorbells.verify.fire(now) {
+			w.startVerification(sc, now)
 		}
 	}
 }
 
-// setSweepTimer sets the sweep timer to the earliest sweep or summary read
-// that waits.
+// setSweepTimer sets the sweep timer to the earliest sweep, summary read or
+// verification that waits.
 func (w *watcher) setSweepTimer() {
 	var next time.Time
 	for _, sc := range w.scopes {
 		if sc.doorbells == nil {
 			continue
 		}
-		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next(), sc.doorbells.loneAt} {
+		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next(), sc.doorbells.verify.due()} {
 			if !due.IsZero() && (next.IsZero() || due.Before(next)) {
 				next = due
 			}

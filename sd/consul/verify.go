@@ -1,0 +1,199 @@
+package consul
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/log/level"
+	"github.com/hashicorp/consul/api"
+)
+
+// Verification. In doorbell mode every ring of the service list is followed
+// by a verification (when: verifypacer.go): one read of the catalog, and a
+// read of each service without a long poll whose instances differ from its
+// last read. The catalog is read whole from Consul's node dump, what its
+// UI's node list shows (/v1/internal/ui/nodes): every node with its service
+// instances, each with the index of its last write. A service's instances
+// are compared as the sum of a hash of each one's node, ID and write index,
+// kept from its last read: any rewrite (a port, an address, meta, tags), an
+// instance replaced by another or one more or fewer changes the sum.
+//
+// It is one request, however large the catalog: at 10,000 services × 10
+// instances about 136 MB, which is why it is paced. Nodes and health are
+// not verified: their doorbells list them whole at every change (the node
+// and health diffs). An agent that gives no node dump (404, 403) gets a
+// sweep instead (doorbells.go), one request per service.
+const (
+	dumpPath = "/v1/internal/ui/nodes"
+	// dumpWait bounds a read of the node dump, beyond requestTimeout's
+	// margin: at 10,000 × 10 it takes seconds on a busy agent.
+	dumpWait = time.Minute
+)
+
+var writeSeed = maphash.MakeSeed()
+
+// instanceWrite hashes an instance's node, ID and the index of its last
+// write.
+func instanceWrite(node, id string, modifyIndex uint64) uint64 {
+	var h maphash.Hash
+	h.SetSeed(writeSeed)
+	h.WriteString(node)
+	h.WriteByte(0)
+	h.WriteString(id)
+	h.WriteByte(0)
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(modifyIndex >> (8 * i))
+	}
+	h.Write(b[:])
+	return h.Sum64()
+}
+
+// writesOfEntries sums the write hashes of a read's instances.
+func writesOfEntries(entries []*api.ServiceEntry) uint64 {
+	var sum uint64
+	for _, e := range entries {
+		if e != nil && e.Node != nil && e.Service != nil {
+			sum += instanceWrite(e.Node.Node, e.Service.ID, e.Service.ModifyIndex)
+		}
+	}
+	return sum
+}
+
+// verifyDone is a finished read of a scope's node dump.
+type verifyDone struct {
+	sc     *scope
+	writes map[string]uint64 // service name → the sum of its instances' write hashes
+	index  uint64            // the dump shows every write up to this index
+	err    error
+}
+
+// startVerification verifies sc: it reads the node dump in a goroutine of
+// its own, or sweeps if the agent gives none.
+func (w *watcher) startVerification(sc *scope, now time.Time) {
+	db := sc.doorbells
+	db.verify.start(now)
+	if db.dumpOff {
+		w.verifyBySweep(sc, now)
+		return
+	}
+	ctx := db.ctx
+	w.wg.Go(func() {
+		writes, index, err := w.readDump(ctx, sc)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case w.verifications <- verifyDone{sc: sc, writes: writes, index: index, err: err}:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// verifyBySweep hands the verification of every ring so far to a sweep,
+// which the sweep pacer paces.
+func (w *watcher) verifyBySweep(sc *scope, now time.Time) {
+	db := sc.doorbells
+	db.verify.finish(now, db.lastRing, nil)
+	w.requestSweep(sc, now, db.lastRing)
+}
+
+// readDump reads the node dump of sc's scope from the leader and sums each
+// service's write hashes, as the answer streams in: the whole answer is
+// never held.
+func (w *watcher) readDump(ctx context.Context, sc *scope) (map[string]uint64, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout(dumpWait))
+	defer cancel()
+	writes := map[string]uint64{}
+	ctx = withBodyReader(ctx, func(body io.Reader) error { return sumDump(body, writes) })
+	k := sc.key
+	q := (&api.QueryOptions{Datacenter: k.datacenter, Namespace: k.namespace, Partition: k.partition}).WithContext(ctx)
+	var empty []struct{}
+	meta, err := w.w.client.Raw().Query(dumpPath, &empty, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	return writes, meta.LastIndex, nil
+}
+
+// dumpNode is what a verification takes of a node of the dump.
+type dumpNode struct {
+	Node     string
+	Services []dumpService
+}
+
+// dumpService is what it takes of a service instance on the node.
+type dumpService struct {
+	ID          string
+	Service     string
+	PeerName    string `json:",omitempty"`
+	ModifyIndex uint64
+}
+
+// sumDump decodes a node dump one node at a time and adds each instance's
+// write hash to its service's sum in writes. Instances imported from a
+// peer are not the scope's.
+func sumDump(body io.Reader, writes map[string]uint64) error {
+	dec := json.NewDecoder(body)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return fmt.Errorf("node dump: not a list (%v)", err)
+	}
+	for dec.More() {
+		var n dumpNode
+		if err := dec.Decode(&n); err != nil {
+			return fmt.Errorf("node dump: %w", err)
+		}
+		for _, s := range n.Services {
+			if s.PeerName == "" {
+				writes[s.Service] += instanceWrite(n.Node, s.ID, s.ModifyIndex)
+			}
+		}
+	}
+	_, err := dec.Token()
+	return err
+}
+
+// verified takes in a finished read of the node dump: it reads each service
+// whose instances differ from its last read.
+func (w *watcher) verified(d verifyDone) {
+	sc := d.sc
+	if !w.current(sc) || sc.doorbells == nil || !sc.doorbells.verify.running {
+		return
+	}
+	db := sc.doorbells
+	now := time.Now()
+	if d.err != nil {
+		var se api.StatusError
+		if errors.As(d.err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusForbidden) {
+			db.dumpOff = true
+			db.pacer.factor = sweepDebtFactor // a sweep for every change
+			level.Info(sc.logger).Log("msg", "Consul gives no node dump; sweeps verify the catalog instead", "err", d.err)
+			w.verifyBySweep(sc, now)
+			return
+		}
+		db.verify.finish(now, 0, d.err)
+		level.Warn(sc.logger).Log("msg", "Cannot read the node dump to verify the catalog; retrying", "retry_in", db.verify.retryAt.Sub(now), "err", d.err)
+		return
+	}
+	reads := 0
+	for _, s := range sc.services {
+		// A service read after the dump was taken knows better.
+		if s.hasLongPoll() || s.index > d.index {
+			continue
+		}
+		if !s.fetched || d.writes[s.name] != s.writes {
+			w.readSoon(sc, s)
+			reads++
+		}
+	}
+	level.Debug(sc.logger).Log("msg", "Verified the catalog", "index", d.index, "took", now.Sub(db.verify.started), "reads", reads)
+	db.verify.finish(now, d.index, nil)
+	db.coverRings(d.index) // the dump shows what a summary would
+	w.w.metrics.verifications.Inc()
+}

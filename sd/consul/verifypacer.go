@@ -1,0 +1,163 @@
+package consul
+
+import (
+	"time"
+
+	"github.com/custom-sd/custom-sd/internal/backoff"
+)
+
+// Verification pacing. In doorbell mode a ring of the service list is
+// resolved through the catalog summary, which cannot show every change:
+// not a rewrite that keeps a service's instance count, nodes and union of
+// tags (a port, an address, meta, a tag dropped by one instance that
+// another still has), nor a write whose ring the doorbell missed because
+// another came right after it. So every ring is followed, within seconds,
+// by a verification (verify.go): one read of the catalog, compared with
+// every service without a long poll.
+//
+// The verify pacer decides when one runs:
+//
+//   - When the catalog goes quiet: no ring for verifyQuiet, and no two in
+//     the last window, the time the last verification took. A short pause
+//     in sustained churn is then not taken for its end.
+//   - During sustained churn, whenever the debt is paid: each verification
+//     adds verifyDebtFactor times its duration to a debt that drains in
+//     real time, so that verifying takes at most 1/(1+verifyDebtFactor) of
+//     the time, a fifth.
+//   - The one for a quiet catalog may start while one verification's debt
+//     remains: the debt a verification during churn left does not hold up
+//     the one that ends it.
+//   - After a failed verification, the next waits for a jittered backoff.
+//
+// So once the catalog is quiet, the file is right within verifyQuiet, one
+// verification and the reads it asks for; a quiet catalog that follows
+// another within less than verifyDebtFactor verifications' time waits for
+// the debt too.
+const (
+	// verifyQuiet is how long without a ring makes the catalog quiet. A
+	// ring of another write comes at once (a doorbell polls again at most
+	// 10 ms after a ring).
+	verifyQuiet = 250 * time.Millisecond
+	// verifyDebtFactor makes verifying take at most a fifth of the time.
+	verifyDebtFactor = 4
+)
+
+// verifyPacer decides when one scope's verifications run. It holds no
+// timer: its methods take the time, and due says when the next is.
+type verifyPacer struct {
+	factor float64       // debt per second of verifying
+	quiet  time.Duration // see verifyQuiet
+
+	pending  uint64    // the highest ring index no verification covers yet; 0 when none
+	first    time.Time // when the first of those rings came
+	covered  uint64    // rings up to this index are covered
+	lastRing time.Time // the last ring, whatever its index
+	prevRing time.Time // the one before
+
+	running  bool
+	started  time.Time
+	runFirst time.Time     // the first ring since the running verification started
+	took     time.Duration // how long the last verification took
+
+	debt   time.Duration
+	debtAt time.Time // when debt was last settled
+
+	retry   backoff.Backoff
+	retryAt time.Time // no verification before this, after a failure
+}
+
+func newVerifyPacer() verifyPacer {
+	return verifyPacer{factor: verifyDebtFactor, quiet: verifyQuiet, retry: backoff.Backoff{Min: minBackoff, Max: maxBackoff}}
+}
+
+// ring notes a ring of the service list at index.
+func (p *verifyPacer) ring(now time.Time, index uint64) {
+	p.prevRing, p.lastRing = p.lastRing, now
+	if index <= p.covered {
+		return
+	}
+	if p.running && p.runFirst.IsZero() {
+		p.runFirst = now
+	}
+	if p.pending == 0 {
+		p.first = now
+	}
+	p.pending = max(p.pending, index)
+}
+
+// cover notes that the catalog was seen whole after every write up to
+// index (a sweep started), so that no verification is owed for them.
+func (p *verifyPacer) cover(index uint64) {
+	p.covered = max(p.covered, index)
+	if p.pending <= p.covered {
+		p.pending = 0
+	}
+}
+
+// due returns when the next verification should start, or zero if none is
+// owed or one runs.
+func (p *verifyPacer) due() time.Time {
+	if p.running || p.pending == 0 {
+		return time.Time{}
+	}
+	window := max(p.quiet, p.took)
+	quietAt := latest(p.lastRing.Add(p.quiet), p.prevRing.Add(window))
+	paidAt := p.debtAt.Add(p.debt)
+	creditAt := p.debtAt.Add(p.debt - time.Duration(p.factor*float64(p.took)))
+	end := latest(quietAt, creditAt)
+	sustained := latest(p.first.Add(p.quiet), paidAt)
+	if sustained.Before(end) {
+		end = sustained
+	}
+	return latest(end, p.retryAt)
+}
+
+// fire reports whether a verification should start at now.
+func (p *verifyPacer) fire(now time.Time) bool {
+	due := p.due()
+	return !due.IsZero() && !now.Before(due)
+}
+
+// start notes that a verification starts at now.
+func (p *verifyPacer) start(now time.Time) {
+	p.running, p.started, p.runFirst = true, now, time.Time{}
+}
+
+// finish notes that the running verification ended at now. It saw every
+// write up to index; err says it failed.
+func (p *verifyPacer) finish(now time.Time, index uint64, err error) {
+	p.running = false
+	p.took = now.Sub(p.started)
+	if !p.debtAt.IsZero() {
+		p.debt = max(p.debt-now.Sub(p.debtAt), 0)
+	}
+	p.debtAt = now
+	p.debt += time.Duration(p.factor * float64(p.took))
+	if err != nil {
+		if isTooManyRequests(err) {
+			p.retryAt = now.Add(p.retry.NextAtLeast(minBackoffLimited))
+		} else {
+			p.retryAt = now.Add(p.retry.Next())
+		}
+		return
+	}
+	p.retry.Reset()
+	p.retryAt = time.Time{}
+	p.cover(index)
+	if p.pending != 0 {
+		// Rings above index came after the catalog was read: they came
+		// while the verification ran.
+		p.first = p.runFirst
+		if p.first.IsZero() {
+			p.first = now
+		}
+	}
+}
+
+// latest returns the later of two times.
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
