@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/hashicorp/consul/sdk/freeport"
 	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -45,24 +44,11 @@ const (
 )
 
 // ports reserves the agent's five ports (HTTP, HTTPS, Serf LAN, Serf WAN,
-// server RPC) for the rest of the test.
-//
-// The reservation is freeport's, across processes: each test process locks
-// a block of 1,500 ports below the system's ephemeral range by listening on
-// the block's first port, and hands out ports only from its own block, one
-// test at a time. So no two test processes (of this module, in any checkout
-// on the machine: every one starts its agents here) are handed the same
-// port, and nothing that binds port 0 is handed one either.
-//
-// freeport checks a port only on TCP 127.0.0.1 before handing it out, while
-// Serf also binds UDP; and a program that does not use freeport may bind a
-// port of the block after it was handed out. The agent then fails to bind
-// and exits with "address already in use", and start tries again with new
-// ports: a taken port costs one more start, never a failed test. DNS and
-// both gRPC ports are off: no test uses them, and every port is one more
-// that could be taken.
+// server RPC) for the rest of the test (see ports.go). DNS and both gRPC
+// ports are off: no test uses them, and each is one more port that could
+// be taken.
 func ports(t testing.TB) *testutil.TestPortConfig {
-	p := freeport.GetN(t, 5)
+	p := reservePorts(t, 5)
 	return &testutil.TestPortConfig{
 		HTTP: p[0], HTTPS: p[1], SerfLan: p[2], SerfWan: p[3], Server: p[4],
 		DNS: -1, GRPC: -1, GRPCTLS: -1,

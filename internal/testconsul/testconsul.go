@@ -64,9 +64,7 @@ func Run(m *testing.M) int {
 	if code != 0 {
 		return code
 	}
-	// freeport, which reserves the agents' ports, keeps a goroutine for the
-	// whole process.
-	if err := goleak.Find(goleak.IgnoreTopFunction("github.com/hashicorp/consul/sdk/freeport.checkFreedPorts")); err != nil {
+	if err := goleak.Find(); err != nil {
 		fmt.Fprintf(os.Stderr, "goleak: Errors on successful test run: %v\n", err)
 		return 1
 	}

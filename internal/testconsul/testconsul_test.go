@@ -2,6 +2,7 @@ package testconsul
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -98,6 +99,29 @@ func TestStartFailsWithTheAgentsLog(t *testing.T) {
 	require.True(t, ft.failed)
 	require.Contains(t, ft.msg, "the agent exited")
 	require.Contains(t, ft.msg, "no_such_limit", "the agent's log says why")
+}
+
+// TestStartTriesOtherPortsWhenOneIsTaken: a port taken by a program that
+// does not reserve ports (here a UDP socket on Serf's port, which a TCP
+// check would not see) makes the agent exit; Start starts it again on new
+// ports.
+func TestStartTriesOtherPortsWhenOneIsTaken(t *testing.T) {
+	t.Parallel()
+	taken, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	attempts := 0
+	srv := Start(t, func(c *testutil.TestServerConfig) {
+		attempts++
+		if attempts == 1 {
+			c.Ports.SerfLan = taken.LocalAddr().(*net.UDPAddr).Port
+		}
+	})
+	require.Equal(t, 2, attempts, "a second start, on other ports")
+	require.NotEqual(t, taken.LocalAddr().(*net.UDPAddr).Port, srv.Config.Ports.SerfLan)
+	leader, err := srv.Client.Status().Leader()
+	require.NoError(t, err)
+	require.NotEmpty(t, leader)
 }
 
 // fakeT records a fatal failure instead of ending the real test.
