@@ -55,10 +55,12 @@ func ports(t testing.TB) *testutil.TestPortConfig {
 	}
 }
 
-// errPortTaken is returned by launch when the agent could not bind a port.
+// errPortTaken is returned by Server.ready when the agent could not bind a
+// port.
 var errPortTaken = errors.New("a port is taken")
 
-// newConfig returns a single-node server's configuration on new ports.
+// newConfig returns a single-node server's configuration on new ports, with
+// Connect and peering off.
 func newConfig(t testing.TB) *testutil.TestServerConfig {
 	id := nodeID(t)
 	return &testutil.TestServerConfig{
@@ -85,9 +87,9 @@ func nodeID(t testing.TB) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-// start starts an agent with the configuration newConfig and configure
-// make, and waits until it is ready (see Server.ready). After a port was
-// taken, it starts again on new ports.
+// start starts an agent with newConfig's configuration as the configure
+// funcs adjust it, and waits until it is ready (see Server.ready). After a
+// port was taken, it starts again on new ports, up to startAttempts times.
 func start(t testing.TB, configure []func(*testutil.TestServerConfig)) *Server {
 	t.Helper()
 	bin, err := Binary()

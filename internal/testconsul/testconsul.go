@@ -98,10 +98,7 @@ type Server struct {
 // With ACLs, set ACL.Tokens.InitialManagement: Server.Client uses it.
 func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server {
 	t.Helper()
-	return start(t, append([]func(*testutil.TestServerConfig){func(c *testutil.TestServerConfig) {
-		c.Connect = nil
-		c.Peering = nil
-	}}, configure...))
+	return start(t, configure)
 }
 
 // Halt stops the agent now, as a crash or an outage would look to clients:
