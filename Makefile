@@ -30,7 +30,7 @@ export CUSTOM_SD_CONSUL = $(CONSUL)
 export CUSTOM_SD_PROMETHEUS = $(PROMETHEUS)
 export CUSTOM_SD_PROMTOOL = $(PROMTOOL)
 
-.PHONY: all build test lint consul prometheus alternatives demo bench compare clean
+.PHONY: all build test ci-stress lint consul prometheus alternatives demo bench compare clean
 
 all: build
 
@@ -67,6 +67,11 @@ lint:
 ## test: every test, against real Consul agents and a real Prometheus
 test: consul prometheus lint
 	$(GO) test -race -count=1 ./...
+
+## ci-stress: .ci/run in fresh clones of HEAD, several runs in a row, with the failed tests of each (CI_STRESS_ARGS='-n 10 --hog'; not part of make test)
+CI_STRESS_ARGS ?=
+ci-stress: consul prometheus
+	scripts/ci-stress.sh $(CI_STRESS_ARGS)
 
 ## demo: the deploy/ topology as local processes: Consul with deploy/consul.json, custom-sd, and Prometheus reading its file
 demo: build consul prometheus

@@ -71,13 +71,19 @@ func New(path string, providers map[string]Discoverer, opts Options) (*Adapter, 
 }
 
 // Ready reports whether a complete set has been written (or found already
-// on disk, byte for byte) to every output file.
+// on disk, byte for byte) to every output file. Once it is true, Snapshot
+// is not nil.
 func (a *Adapter) Ready() bool { return a.ready.Load() }
 
 // Snapshot returns the latest complete set that passed the mass-removal
 // guard, for serving over HTTP, or nil before there is one. It does not wait
 // for the file: while a write is failing, it is already the set the file
 // will hold. With shards, it is every shard's set, one after the other.
+//
+// Snapshot and Ready change before anything announces the change: the
+// adapter's log lines ("Output file is complete", a write, the guard) and
+// its metrics follow them, so a reader who saw a line or a metric finds
+// its set served and counted.
 func (a *Adapter) Snapshot() *Snapshot { return a.snapshot.Load() }
 
 // update is one send of a discoverer.
@@ -116,7 +122,7 @@ func (a *Adapter) Run(ctx context.Context) {
 		for _, o := range a.outputs {
 			o.tick(now)
 		}
-		a.publish()
+		a.announce(a.publish())
 		wake.at(a.next())
 	}
 }
@@ -201,9 +207,10 @@ func (a *Adapter) next() time.Time {
 	return next
 }
 
-// publish updates the snapshot for serving, the metrics and readiness from
-// the outputs' committed sets.
-func (a *Adapter) publish() {
+// publish updates the snapshot for serving, the set's metrics and
+// readiness from the outputs' committed sets, and reports whether the
+// adapter has just become ready.
+func (a *Adapter) publish() (becameReady bool) {
 	snaps := make([]*Snapshot, 0, len(a.outputs))
 	holding, ready := false, true
 	for _, o := range a.outputs {
@@ -236,6 +243,24 @@ func (a *Adapter) publish() {
 	}
 	if ready && !a.ready.Load() {
 		a.ready.Store(true)
+		return true
+	}
+	return false
+}
+
+// announce logs and counts what the outputs did, once publish has made it
+// visible: a line or a metric that says a set is written or complete comes
+// after Snapshot serves it and Ready counts it. When the adapter has just
+// become ready, each file's "Output file is complete" line comes last.
+func (a *Adapter) announce(becameReady bool) {
+	for _, o := range a.outputs {
+		o.tell()
+	}
+	if !becameReady {
+		return
+	}
+	for _, o := range a.outputs {
+		level.Info(a.logger).Log("msg", "Output file is complete", "path", o.writer.path, "groups", o.committed.Groups())
 	}
 }
 

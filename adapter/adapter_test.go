@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 )
@@ -233,6 +234,82 @@ func TestAdapterWaitsForAStagedDiscoverersCompleteSet(t *testing.T) {
 				require.True(t, a.Ready())
 				require.Equal(t, 4, a.Snapshot().Targets())
 				require.Equal(t, 1.0, testutil.ToFloat64(a.metrics.writes.WithLabelValues("success")), "one write: the complete set")
+			})
+		})
+	}
+}
+
+// seen is what a log line found published at the moment it was logged.
+type seen struct {
+	msg     string
+	ready   bool
+	targets int // in Snapshot; -1 for none
+	writes  float64
+	holding float64
+	holds   float64
+}
+
+// TestAnnouncementsFollowWhatIsServed: every log line the adapter writes
+// finds the state it announces already published. A logger that looks at
+// Ready, Snapshot and the metrics when it is called, on the adapter's own
+// goroutine, sees exactly what a reader of the log would find then.
+func TestAnnouncementsFollowWhatIsServed(t *testing.T) {
+	for _, shards := range []int{1, 3} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var a *Adapter
+				var lines []seen
+				logger := log.LoggerFunc(func(kv ...any) error {
+					s := seen{targets: -1}
+					for i := 0; i+1 < len(kv); i += 2 {
+						if kv[i] == "msg" {
+							s.msg = fmt.Sprint(kv[i+1])
+						}
+					}
+					s.ready = a.Ready()
+					if snap := a.Snapshot(); snap != nil {
+						s.targets = snap.Targets()
+					}
+					s.writes = testutil.ToFloat64(a.metrics.writes.WithLabelValues("success"))
+					s.holding = testutil.ToFloat64(a.metrics.guardHolding)
+					s.holds = testutil.ToFloat64(a.metrics.guardHolds)
+					lines = append(lines, s)
+					return nil
+				})
+				path := filepath.Join(t.TempDir(), "out.json")
+				d := newChanDiscoverer()
+				var err error
+				a, err = New(path, map[string]Discoverer{"p": d}, Options{Logger: logger, Shards: shards, RemovalHold: time.Hour})
+				require.NoError(t, err)
+				startAdapter(t, a)
+
+				// The first complete set: one file per shard is announced
+				// complete, each once the set is served and counted.
+				d.in <- []*Group{group("web", "127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4")}
+				synctest.Wait()
+				complete := 0
+				for _, s := range lines {
+					if s.msg == "Output file is complete" {
+						complete++
+						require.True(t, s.ready, "ready when announced complete")
+						require.Equal(t, 4, s.targets, "served when announced complete")
+						require.Equal(t, float64(shards), s.writes, "every file's write counted when announced complete")
+					}
+				}
+				require.Equal(t, shards, complete, "one line per file")
+
+				// A mass removal: held back, and the hold is visible when
+				// logged.
+				lines = nil
+				d.in <- []*Group{group("web", "127.0.0.1:1")}
+				synctest.Wait()
+				require.NotEmpty(t, lines)
+				for _, s := range lines {
+					require.Equal(t, "Holding back an update that would remove most targets; keeping the current ones. Is the ACL token missing read rights, or was Consul emptied?", s.msg)
+					require.Equal(t, 1.0, s.holding, "the gauge shows the hold when it is logged")
+					require.Positive(t, s.holds)
+					require.Equal(t, 4, s.targets, "the held set is not served")
+				}
 			})
 		})
 	}

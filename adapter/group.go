@@ -20,6 +20,14 @@
 // discoverers' own (and, with several discoverers, one per discoverer that
 // merges their sends). It owns the manager and the outputs; the snapshot,
 // readiness and metrics are published for other goroutines to read.
+//
+// # What is announced is served
+//
+// Each turn of the loop publishes the snapshot and readiness before it
+// logs or counts what the outputs did. A log line ("Output file is
+// complete", which comes once per file when the adapter becomes ready) or a
+// metric that says a set was written finds Snapshot serving it and Ready
+// counting it.
 package adapter
 
 import (

@@ -30,6 +30,12 @@ type output struct {
 	retry     backoff.Backoff // after a failed write
 	retryAt   time.Time       // when to write committed again; zero while the file is current
 	synced    bool            // the file has held a committed set once
+
+	// news is what the output has to tell about its last steps, as log
+	// lines and metrics. The adapter tells it (tell) once it has published
+	// the snapshot and readiness those steps led to, so that nothing is
+	// announced before /targets serves it and /-/ready counts it.
+	news []func()
 }
 
 func newOutput(w *writer, g guard, logger log.Logger, m *metrics) *output {
@@ -62,20 +68,26 @@ func (o *output) consider(now time.Time, snap *Snapshot, renamed func()) {
 	}
 	v := o.guard.judge(current, snap.Targets(), now)
 	if !v.apply {
-		if v.started {
-			o.metrics.guardHolds.Inc()
-			level.Error(o.logger).Log("msg", "Holding back an update that would remove most targets; keeping the current ones. Is the ACL token missing read rights, or was Consul emptied?",
-				"path", o.writer.path, "current_targets", current, "new_targets", snap.Targets(), "apply_in", v.wait)
-		}
 		o.heldBack, o.heldUntil = snap, now.Add(v.wait)
-		o.metrics.guardRemoved.Set(float64(v.removed))
+		o.note(func() {
+			o.metrics.guardRemoved.Set(float64(v.removed))
+			if v.started {
+				o.metrics.guardHolds.Inc()
+				level.Error(o.logger).Log("msg", "Holding back an update that would remove most targets; keeping the current ones. Is the ACL token missing read rights, or was Consul emptied?",
+					"path", o.writer.path, "current_targets", current, "new_targets", snap.Targets(), "apply_in", v.wait)
+			}
+		})
 		return
 	}
 	if v.released {
 		if v.removed > 0 && float64(v.removed) > o.guard.maxRemoval*float64(current) {
-			level.Warn(o.logger).Log("msg", "Applying a large removal that has lasted for the hold time", "path", o.writer.path, "removed_targets", v.removed, "new_targets", snap.Targets())
+			o.note(func() {
+				level.Warn(o.logger).Log("msg", "Applying a large removal that has lasted for the hold time", "path", o.writer.path, "removed_targets", v.removed, "new_targets", snap.Targets())
+			})
 		} else {
-			level.Info(o.logger).Log("msg", "The held-back removal went away; the guard is released", "path", o.writer.path, "new_targets", snap.Targets())
+			o.note(func() {
+				level.Info(o.logger).Log("msg", "The held-back removal went away; the guard is released", "path", o.writer.path, "new_targets", snap.Targets())
+			})
 		}
 	}
 	o.heldBack, o.heldUntil = nil, time.Time{}
@@ -116,21 +128,35 @@ func (o *output) write(now time.Time, renamed func()) {
 	wrote, err := o.writer.write(o.committed, renamed)
 	if err != nil {
 		o.retryAt = now.Add(o.retry.Next())
-		o.metrics.writes.WithLabelValues("failure").Inc()
-		level.Error(o.logger).Log("msg", "Cannot write the output file; keeping the previous one", "path", o.writer.path, "err", err)
+		o.note(func() {
+			o.metrics.writes.WithLabelValues("failure").Inc()
+			level.Error(o.logger).Log("msg", "Cannot write the output file; keeping the previous one", "path", o.writer.path, "err", err)
+		})
 		return
 	}
 	o.retry.Reset()
 	o.retryAt = time.Time{}
-	stamp := float64(now.UnixNano()) / 1e9
-	if wrote {
-		o.metrics.writes.WithLabelValues("success").Inc()
-		o.metrics.lastWrite.Set(stamp)
-		level.Debug(o.logger).Log("msg", "Wrote the output file", "path", o.writer.path, "bytes", o.committed.Size())
+	o.synced = true
+	stamp, size := float64(now.UnixNano())/1e9, o.committed.Size()
+	o.note(func() {
+		if wrote {
+			o.metrics.writes.WithLabelValues("success").Inc()
+			o.metrics.lastWrite.Set(stamp)
+			level.Debug(o.logger).Log("msg", "Wrote the output file", "path", o.writer.path, "bytes", size)
+		}
+		o.metrics.lastSync.Set(stamp)
+	})
+}
+
+// note keeps f, a log line or metric about a step just taken, for tell.
+func (o *output) note(f func()) { o.news = append(o.news, f) }
+
+// tell logs and counts what the output noted since the last call, in the
+// order it happened. The adapter calls it after publishing.
+func (o *output) tell() {
+	for _, f := range o.news {
+		f()
 	}
-	o.metrics.lastSync.Set(stamp)
-	if !o.synced {
-		o.synced = true
-		level.Info(o.logger).Log("msg", "Output file is complete", "path", o.writer.path, "groups", o.committed.Groups())
-	}
+	clear(o.news)
+	o.news = o.news[:0]
 }

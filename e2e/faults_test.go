@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/hashicorp/consul/sdk/freeport"
 	"github.com/stretchr/testify/require"
 
 	"github.com/custom-sd/custom-sd/internal/faultproxy"
@@ -243,75 +242,22 @@ func TestKillDuringChurn(t *testing.T) {
 	}
 }
 
-// agentProcess is a Consul server run by hand, so that it can be killed
-// and started again on the same data directory and ports. The ports come
-// from freeport, as testutil's do: reserved for the test until it ends,
-// outside the range the system hands out for port 0.
-type agentProcess struct {
-	args []string
-	addr string
-	cmd  *exec.Cmd
-	done <-chan struct{}
-}
-
-func newAgentProcess(t *testing.T) *agentProcess {
-	t.Helper()
-	bin, err := testconsul.Binary()
-	require.NoError(t, err)
-	ports := freeport.GetN(t, 4)
-	http := fmt.Sprint(ports[0])
-	return &agentProcess{
-		addr: "127.0.0.1:" + http,
-		args: []string{bin, "agent", "-server", "-bootstrap-expect=1", "-data-dir=" + t.TempDir(), "-node=n1",
-			"-bind=127.0.0.1", "-client=127.0.0.1", "-http-port=" + http, "-serf-lan-port=" + fmt.Sprint(ports[1]),
-			"-serf-wan-port=" + fmt.Sprint(ports[2]), "-server-port=" + fmt.Sprint(ports[3]), "-dns-port=-1", "-grpc-port=-1", "-grpc-tls-port=-1",
-			"-log-level=warn"},
-	}
-}
-
-func (a *agentProcess) start(t *testing.T) *api.Client {
-	t.Helper()
-	a.cmd = exec.Command(a.args[0], a.args[1:]...)
-	_, a.done = testproc.Start(t, "consul", a.cmd)
-	client, err := api.NewClient(&api.Config{Address: a.addr})
-	require.NoError(t, err)
-	testconsul.Eventually(t, func() bool {
-		leader, err := client.Status().Leader()
-		return err == nil && leader != ""
-	}, "consul elects itself")
-	return client
-}
-
-func (a *agentProcess) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, a.cmd.Process.Signal(syscall.SIGKILL))
-	<-a.done
-}
-
-func register(t *testing.T, c *api.Client, service, id string, port int) {
-	t.Helper()
-	_, err := c.Catalog().Register(&api.CatalogRegistration{Node: "node-1", Address: "127.0.0.1",
-		Service: &api.AgentService{ID: id, Service: service, Port: port}}, nil)
-	require.NoError(t, err)
-}
-
 // TestConsulKilledAndRestarted: Consul is killed with SIGKILL mid-run and
 // started again on the same data directory. The file keeps every target
 // meanwhile and follows Consul again afterwards.
 func TestConsulKilledAndRestarted(t *testing.T) {
 	t.Parallel()
-	agent := newAgentProcess(t)
-	c := agent.start(t)
-	register(t, c, "web", "web-1", 8080)
-	register(t, c, "db", "db-1", 5432)
+	srv := testconsul.Start(t)
+	srv.Register(t, testconsul.Instance{Service: "web", ID: "web-1", Port: 8080})
+	srv.Register(t, testconsul.Instance{Service: "db", ID: "db-1", Port: 5432})
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
-	startCustomSD(t, "--consul.server="+agent.addr, "--output.file="+out)
+	startCustomSD(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out)
 	testconsul.Eventually(t, has(out, "db-1"), "first file")
 	r := startReader(t, out, "web-1", "db-1")
 
-	agent.kill(t)
-	c = agent.start(t)
-	register(t, c, "web", "web-2", 8081)
+	srv.Halt(t)
+	srv.Restart(t)
+	srv.Register(t, testconsul.Instance{Node: "node-2", Service: "web", ID: "web-2", Port: 8081})
 	testconsul.Eventually(t, has(out, "web-2"), "a change after the restart")
 	r.check(t)
 }

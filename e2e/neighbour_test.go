@@ -44,14 +44,21 @@ func TestFourProcessesShareTheAgent(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the agent serves its other clients")
 
-	open, budgets := 0.0, 0.0
-	for _, web := range webs {
-		m := scrapeMetrics(t, "http://"+web+"/metrics")
-		open += m["custom_sd_consul_connections"]
-		budgets += m["custom_sd_consul_connection_budget"]
-	}
-	require.Less(t, open, 200.0, "fewer connections than the agent grants a host")
-	require.Less(t, budgets, 4*64.0, "some process gave connections back")
+	// The processes hold fewer connections than the agent grants a host,
+	// and some gave connections back. Refusals come as the long polls
+	// open, which goes on after the files are complete: wait for the
+	// state, not for a moment.
+	var open, budgets float64
+	testconsul.Eventually(t, func() bool {
+		open, budgets = 0, 0
+		for _, web := range webs {
+			m := scrapeMetrics(t, "http://"+web+"/metrics")
+			open += m["custom_sd_consul_connections"]
+			budgets += m["custom_sd_consul_connection_budget"]
+		}
+		return open < 200 && budgets < 4*64
+	}, "fewer than 200 connections open, and a budget below 64 somewhere")
+	t.Logf("%v connections open, budgets %v in all", open, budgets)
 }
 
 // scrapeMetrics returns the value of every sample without labels beyond

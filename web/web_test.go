@@ -123,7 +123,7 @@ func TestHandler(t *testing.T) {
 	}
 
 	close(g.release)
-	require.Eventually(t, a.Ready, 10*time.Second, time.Millisecond)
+	require.Eventually(t, a.Ready, time.Minute, time.Millisecond)
 
 	tests := []struct {
 		name, method, path string

@@ -102,8 +102,10 @@ jobs:
 	require.Contains(t, body, "all, healthy-web, prod")
 	require.Equal(t, 2.0, d.metric(t, "custom_sd_targets", map[string]string{"sd_job": "prod"}))
 	require.Equal(t, 1.0, d.metric(t, "custom_sd_ready", map[string]string{"sd_job": "healthy-web"}))
-	require.Equal(t, 3.0, d.metric(t, "custom_sd_consul_services", map[string]string{"consul": "default"}), "web, db and cache, each once (no job wants consul)")
-	require.Equal(t, 3.0, d.metric(t, "custom_sd_consul_long_polls", map[string]string{"consul": "default"}), "one long poll per service for three jobs")
+	testconsul.Eventually(t, func() bool {
+		return d.metric(t, "custom_sd_consul_services", map[string]string{"consul": "default"}) == 3 &&
+			d.metric(t, "custom_sd_consul_long_polls", map[string]string{"consul": "default"}) == 3
+	}, "web, db and cache, each watched once with one long poll (no job wants consul)")
 
 	srv.Register(t, testconsul.Instance{Node: "node-3", Service: "web", ID: "web-3", Port: 8082, Tags: []string{"prod"}, Status: api.HealthPassing})
 	testconsul.Eventually(t, hasTarget(filepath.Join(dir, "sd", "web.json"), "web-3"), "a change reaches every job that selects it")

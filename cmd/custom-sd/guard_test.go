@@ -63,9 +63,9 @@ func TestGuardHoldsAnEmptyCatalogFromATokenWithoutRights(t *testing.T) {
 	now, err := os.ReadFile(out)
 	require.NoError(t, err)
 	require.Equal(t, string(good), string(now), "the file is kept byte for byte")
-	// The gauges are set after the log line: wait for them.
-	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_holding", nil) == 1 }, "holding")
-	testconsul.Eventually(t, func() bool { return d.metric(t, "custom_sd_removal_guard_held_targets", nil) == 4 }, "held targets")
+	// The gauges are set before the log line.
+	require.Equal(t, 1.0, d.metric(t, "custom_sd_removal_guard_holding", nil), "holding")
+	require.Equal(t, 4.0, d.metric(t, "custom_sd_removal_guard_held_targets", nil), "held targets")
 	code, _, _ := d.get(t, http.MethodGet, "/-/ready")
 	require.Equal(t, http.StatusServiceUnavailable, code, "not ready while the only set is held")
 	code, _, _ = d.get(t, http.MethodGet, "/targets")

@@ -99,6 +99,10 @@ func TestHTTPSideFollowsTheFile(t *testing.T) {
 	srv.Register(t, testconsul.Instance{Service: "db", ID: "db-1", Address: "127.0.0.3", Port: 5432})
 	out := filepath.Join(t.TempDir(), "custom_sd.json")
 	d := startDaemon(t, "--consul.server="+srv.HTTPAddr, "--output.file="+out)
+	// Once the log says the file is complete, /-/ready and /targets say so
+	// too. Nothing changes in Consul from here until the deregistration
+	// below (testconsul.Start waited for Consul's own entry to be final),
+	// so the complete set is the one write.
 	d.waitLog(t, 1, "Output file is complete")
 
 	for _, method := range []string{http.MethodGet, http.MethodHead} {

@@ -1,20 +1,21 @@
 // Package testconsul starts real Consul agents for tests.
 //
 // The agent binary is the pinned Consul server that `make consul` builds from
-// tools/consul into the cache; Setup finds it (CUSTOM_SD_CONSUL, then the
-// cache, then PATH) and puts it first on PATH, where
-// github.com/hashicorp/consul/sdk/testutil looks for it. A missing binary
-// fails each test that needs an agent, with the reason: these tests never
-// skip. Tests that need none run without it.
+// tools/consul into the cache; Binary finds it (CUSTOM_SD_CONSUL, then the
+// cache, then PATH). A missing binary fails each test that needs an agent,
+// with the reason: these tests never skip. Tests that need none run without
+// it.
+//
+// Agents get ports that no other test process is handed at the same time,
+// and a start waits for as long as a loaded machine needs (agent.go says
+// how and why).
 package testconsul
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 	"github.com/hashicorp/consul/sdk/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/custom-sd/custom-sd/internal/testproc"
 )
 
 // Version is the Consul server version the tests run against. Keep it in
@@ -49,19 +52,6 @@ func Binary() (string, error) {
 	return "", fmt.Errorf("no consul binary: run `make consul` (builds Consul %s into the cache) or set CUSTOM_SD_CONSUL", Version)
 }
 
-// Setup puts the consul binary first on PATH, once per process, and
-// returns the reason when there is none. Start calls it; TestMain may call
-// it earlier.
-func Setup() error { return setup() }
-
-var setup = sync.OnceValue(func() error {
-	p, err := Binary()
-	if err != nil {
-		return err
-	}
-	return os.Setenv("PATH", filepath.Dir(p)+string(os.PathListSeparator)+os.Getenv("PATH"))
-})
-
 // Main is a TestMain body: it runs the tests, fails if they leaked
 // goroutines and exits. It never refuses to run: without a consul binary,
 // the tests that start an agent fail and the others pass.
@@ -70,66 +60,77 @@ func Main(m *testing.M) { os.Exit(Run(m)) }
 // Run runs the tests and then checks for leaked goroutines, and returns
 // the exit code, so that a TestMain can clean up before it exits.
 func Run(m *testing.M) int {
-	_ = Setup() // reported by each Start
 	code := m.Run()
 	if code != 0 {
 		return code
 	}
-	// testutil's port allocator keeps a goroutine for the whole process.
-	if err := goleak.Find(goleak.IgnoreTopFunction("github.com/hashicorp/consul/sdk/freeport.checkFreedPorts")); err != nil {
+	if err := goleak.Find(); err != nil {
 		fmt.Fprintf(os.Stderr, "goleak: Errors on successful test run: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-// Server is a running Consul agent (a single-node server).
+// Server is a running Consul agent: a single-node server, or a client
+// agent (StartClient).
+//
+// The embedded TestServer holds its configuration and addresses, and
+// testutil's helpers that work over HTTP (JoinLAN, SetKV, ...). The agent
+// is this package's own process, not testutil's: stop it with Halt.
 type Server struct {
 	*testutil.TestServer
 	Client *api.Client
+
+	bin        string
+	configFile string
+	probe      *api.Client // for the waits: short timeouts, a token that works early
+	cmd        *exec.Cmd
+	log        *testproc.Buffer
+	exited     <-chan struct{}
 }
 
-// Start starts an agent on free loopback ports and stops it when the test
-// ends. configure may adjust the agent's configuration.
+// Start starts an agent on reserved loopback ports (see ports) and waits
+// until it is ready: it answers as itself, knows a leader, and its own
+// node in the catalog is synced, so that nothing about Consul's own entry
+// changes after Start returns. It stops when the test ends. configure may
+// adjust the agent's configuration.
 //
 // With ACLs, set ACL.Tokens.InitialManagement: Server.Client uses it.
 func Start(t testing.TB, configure ...func(*testutil.TestServerConfig)) *Server {
 	t.Helper()
-	require.NoError(t, Setup(), "start consul")
-	srv, err := testutil.NewTestServerConfigT(t, func(c *testutil.TestServerConfig) {
-		c.LogLevel = "warn"
-		c.Connect = nil
-		c.Peering = nil
-		for _, f := range configure {
-			f(c)
-		}
-	})
-	require.NoError(t, err, "start consul")
-	t.Cleanup(func() { _ = srv.Stop() })
-	srv.WaitForLeader(t)
-	// With ACLs on, the tests' own client acts with the management token.
-	client, err := api.NewClient(&api.Config{Address: srv.HTTPAddr, Token: srv.Config.ACL.Tokens.InitialManagement})
-	require.NoError(t, err)
-	if srv.Config.ACL.Enabled && srv.Config.ACL.Tokens.InitialManagement != "" {
-		// A leader may lose leadership before it has stored the
-		// management token; the next one stores it.
-		Eventually(t, func() bool {
-			_, _, err := client.ACL().TokenReadSelf(nil)
-			return err == nil
-		}, "the management token works")
-	}
-	return &Server{TestServer: srv, Client: client}
+	return start(t, configure)
 }
 
-// Halt stops the agent now, as a crash or an outage would look to clients.
-// Consul exits with status 1 on an interrupt, so the exit status is not an
-// error here.
+// Halt stops the agent now, as a crash or an outage would look to clients:
+// it is killed. Its ports stay reserved for the test, and Restart starts
+// it again on them.
 func (s *Server) Halt(t testing.TB) {
 	t.Helper()
-	var exit *exec.ExitError
-	if err := s.Stop(); err != nil && !errors.As(err, &exit) {
-		require.NoError(t, err, "stop consul")
+	_ = s.Stop()
+}
+
+// Stop kills the agent and waits until it has exited; it never fails. It
+// is Halt for callers of testutil's TestServer.Stop.
+func (s *Server) Stop() error {
+	// An agent that has exited already makes Kill fail; it is stopped.
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	return nil
+}
+
+// Restart starts a halted agent again with its configuration, data
+// directory and ports, and waits until it is ready, as Start does. It
+// fails if a port was taken meanwhile: clients know the agent by its
+// address.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	select {
+	case <-s.exited:
+	default:
+		t.Fatalf("restart consul: the agent is running; Halt it first")
 	}
+	s.launch(t)
+	require.NoError(t, s.ready(), "restart consul")
 }
 
 // WithACLs enables ACLs with a default-deny policy and the given management
@@ -223,11 +224,14 @@ func (s *Server) Deregister(t testing.TB, node, id string) {
 	require.NoError(t, err, "deregister %s/%s", node, id)
 }
 
-// Eventually polls cond every 10ms until it holds or 20s pass. It is for
-// waiting on effects that arrive asynchronously; no test asserts on timing.
+// Eventually polls cond every 10ms until it holds or a minute passes. It
+// is for waiting on effects that arrive asynchronously; no test asserts on
+// timing. The minute only bounds a wait that will never end: an effect
+// that takes milliseconds on an idle machine can take seconds on a loaded
+// one.
 func Eventually(t testing.TB, cond func() bool, msgAndArgs ...any) {
 	t.Helper()
-	require.Eventually(t, cond, 20*time.Second, 10*time.Millisecond, msgAndArgs...)
+	require.Eventually(t, cond, time.Minute, 10*time.Millisecond, msgAndArgs...)
 }
 
 // StartFederation starts two single-server datacenters, dc1 and dc2, joined
@@ -236,19 +240,20 @@ func StartFederation(t testing.TB) (dc1, dc2 *Server) {
 	t.Helper()
 	dc1 = Start(t, func(c *testutil.TestServerConfig) { c.Datacenter = "dc1" })
 	dc2 = Start(t, func(c *testutil.TestServerConfig) { c.Datacenter = "dc2" })
-	dc2.JoinWAN(t, dc1.WANAddr)
-	Eventually(t, func() bool {
+	require.NoError(t, dc2.Client.Agent().Join(dc1.WANAddr, true), "join dc2 to dc1 over the WAN")
+	require.NoError(t, dc1.await("dc1 knows dc2", func() bool {
 		dcs, err := dc1.Client.Catalog().Datacenters()
 		return err == nil && len(dcs) == 2
-	}, "dc1 knows dc2")
+	}))
 	return dc1, dc2
 }
 
 // StartClient starts a client agent joined to srv's LAN pool: custom-sd's
 // usual production shape, where it reads through a local client agent
 // whose blocking health queries the streaming backend serves. The client
-// is ready once it knows srv's leader; with ACLs on srv, the client uses
-// srv's management token as its agent token and for Client.
+// is ready, as Start's agents are, once it knows srv's leader and its own
+// node is synced; with ACLs on srv, the client uses srv's management token
+// as its agent token and for Client.
 func StartClient(t testing.TB, srv *Server, configure ...func(*testutil.TestServerConfig)) *Server {
 	t.Helper()
 	join := func(c *testutil.TestServerConfig) {

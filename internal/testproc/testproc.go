@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -39,17 +40,18 @@ func (b *Buffer) String() string {
 
 // Start starts cmd with its stdout and stderr in a Buffer, kills it when
 // the test ends, and logs its output if the test failed. The returned
-// channel is closed once the process has exited.
+// channel is closed once the process has exited (cmd.ProcessState is set
+// then).
+//
+// The process is also killed if the test binary dies without cleaning up
+// (a test timeout, a crash), so that no agent or daemon outlives the run
+// that started it and loads the machine, or holds ports, for the next one.
 func Start(t testing.TB, name string, cmd *exec.Cmd) (*Buffer, <-chan struct{}) {
 	t.Helper()
 	out := &Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start(), "start %s", name)
 	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
+	require.NoError(t, startTied(cmd, func() { close(done) }), "start %s", name)
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-done
@@ -124,4 +126,26 @@ func listenAddress(log string) string {
 		}
 	}
 	return ""
+}
+
+// startTied starts cmd so that it dies with the test binary, waits for it
+// in the background and calls exited once it has exited. On Linux the
+// process gets SIGKILL when the thread that started it ends (Pdeathsig);
+// that thread is the one goroutine below, locked to it and kept until the
+// process exits, so the signal comes only when the whole binary dies.
+func startTied(cmd *exec.Cmd, exited func()) error {
+	tieToParent(cmd)
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		exited()
+	}()
+	return <-started
 }

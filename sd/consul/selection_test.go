@@ -277,7 +277,7 @@ func TestRealConsulJobsOnOneWatch(t *testing.T) {
 		got, _ := c.snapshot()
 		require.Equal(t, want[name], got, name)
 	}
-	require.EqualValues(t, 3, w.longPolls.Load(), "one long poll per service, for six jobs")
+	testconsul.Eventually(t, func() bool { return w.longPolls.Load() == 3 }, "one long poll per service, for six jobs")
 
 	srv.Register(t, testconsul.Instance{Node: "node-b", NodeMeta: map[string]string{"rack": "b"}, Service: "web", ID: "web-3", Port: 8081, Tags: []string{"prod"}})
 	testconsul.Eventually(t, func() bool {
