@@ -38,6 +38,9 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready reports whether every job's output holds a complete set.
 	Ready func() bool
+	// Unreadable, if not nil, lists the services the jobs go on without
+	// because they cannot be read, for /-/ready's body.
+	Unreadable func() []string
 	// Jobs lists the jobs' names, sorted.
 	Jobs func() []string
 	// Targets returns a job's latest complete set, or nil before there is
@@ -108,11 +111,16 @@ func NewHandler(o Options) (http.Handler, error) {
 		plain(w, http.StatusOK, "custom-sd is Healthy.\n")
 	})))
 	mux.Handle("GET "+ReadyPath, instrument("ready", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		code, msg := http.StatusOK, "custom-sd is Ready.\n"
 		if !o.Ready() {
-			plain(w, http.StatusServiceUnavailable, "custom-sd is not ready: not every job's output holds a complete set yet.\n")
-			return
+			code, msg = http.StatusServiceUnavailable, "custom-sd is not ready: not every job's output holds a complete set yet.\n"
 		}
-		plain(w, http.StatusOK, "custom-sd is Ready.\n")
+		if o.Unreadable != nil {
+			if lines := o.Unreadable(); len(lines) > 0 {
+				msg += "These services cannot be read; every job goes on without them, and they are read again with backoff:\n  " + strings.Join(lines, "\n  ") + "\n"
+			}
+		}
+		plain(w, code, msg)
 	})))
 	mux.Handle("GET "+TargetsPath, instrument("targets", targetsHandler(o, "")))
 	mux.Handle("GET "+TargetsPath+"/{job}", instrument("targets", targetsHandler(o, "job")))

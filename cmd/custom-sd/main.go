@@ -153,7 +153,7 @@ func serveJobs(ctx context.Context, s settings, cfg *config.Config, hup <-chan o
 func newHandler(s settings, sup *supervisor.Supervisor, rl *reloader, reg *prometheus.Registry) (http.Handler, error) {
 	o := web.Options{
 		Registry: reg, Gatherer: prometheus.Gatherers{reg, sup},
-		Ready: sup.Ready, Jobs: sup.Jobs, Targets: sup.Targets, Version: version.Info(),
+		Ready: sup.Ready, Unreadable: sup.Unreadable, Jobs: sup.Jobs, Targets: sup.Targets, Version: version.Info(),
 		ServiceOf: func(k adapter.Key) string { return consul.ServiceOf(k.Source) },
 	}
 	if s.lifecycle {

@@ -29,6 +29,8 @@ type Watch interface {
 	Run(ctx context.Context)
 	// Refresh reads the watch's token, password and TLS files again now.
 	Refresh()
+	// Unreadable lists the services its jobs go on without.
+	Unreadable() []consul.Unreadable
 }
 
 // Adapter is a job's adapter, as the supervisor uses it.

@@ -257,6 +257,24 @@ func (s *Supervisor) Ready() bool {
 	return true
 }
 
+// Unreadable lists the services the running jobs go on without because
+// they cannot be read, one line each, naming the agent, the service
+// (quoted), its datacenter and the error.
+func (s *Supervisor) Unreadable() []string {
+	cur := s.current.Load()
+	var lines []string
+	for _, name := range sortedKeys(cur.watches) {
+		for _, u := range cur.watches[name].watch.Unreadable() {
+			dc := ""
+			if u.Datacenter != "" {
+				dc = " in datacenter " + u.Datacenter
+			}
+			lines = append(lines, fmt.Sprintf("consul %s: service %q%s: %s", name, u.Service, dc, u.Err))
+		}
+	}
+	return lines
+}
+
 // Gather implements prometheus.Gatherer: the metrics of the running
 // watches and jobs.
 func (s *Supervisor) Gather() ([]*dto.MetricFamily, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/custom-sd/custom-sd/adapter"
 	"github.com/custom-sd/custom-sd/internal/config"
+	"github.com/custom-sd/custom-sd/sd/consul"
 )
 
 // fakes builds parts that run a goroutine each and note which run, and
@@ -78,6 +79,7 @@ func (w *fakeWatch) Describe(ch chan<- *prometheus.Desc) { w.up.Describe(ch) }
 func (w *fakeWatch) Collect(ch chan<- prometheus.Metric) { w.up.Collect(ch) }
 func (w *fakeWatch) Run(ctx context.Context)             { w.f.run(ctx, w.name) }
 func (w *fakeWatch) Refresh()                            {}
+func (w *fakeWatch) Unreadable() []consul.Unreadable     { return nil }
 
 type fakeAdapter struct {
 	fakeWatch

@@ -116,8 +116,12 @@ func (t *transport) closeIdle() {
 // and password.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	tok := t.token.Load()
-	if tok != nil && *tok != "" || t.username != "" {
+	raw, escaped := escapedServicePath(req.URL.Path)
+	if tok != nil && *tok != "" || t.username != "" || escaped {
 		req = req.Clone(req.Context())
+	}
+	if escaped {
+		req.URL.RawPath = raw
 	}
 	if tok != nil && *tok != "" {
 		req.Header.Set("X-Consul-Token", *tok)
@@ -153,6 +157,26 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, err
+}
+
+// servicePath is the path of a service's instances; the rest of the path
+// is the service's name.
+const servicePath = "/v1/health/service/"
+
+// escapedServicePath returns the path of a service's instances with the
+// name escaped as one path segment ("a/b" as a%2Fb), and whether path is
+// one. The client library escapes a name as a path, so that Consul's
+// router would clean "a//b" or "../x" into another path (and answer with a
+// redirect, or another service's instances); escaped, Consul serves every
+// name but those it refuses itself (control characters, "." and "..").
+func escapedServicePath(path string) (string, bool) {
+	i := strings.Index(path, servicePath)
+	if i < 0 {
+		return "", false
+	}
+	name := path[i+len(servicePath):]
+	raw := path[:i+len(servicePath)] + url.PathEscape(name)
+	return raw, raw != path
 }
 
 // hostOf returns the host of an agent address (host:port, or a URL).
@@ -211,7 +235,10 @@ func isLoopback(addr string) bool {
 // kept as a prefix for a Consul behind a reverse proxy.
 func newClient(conf api.Config, t *transport) (*api.Client, error) {
 	conf.Transport = nil
-	conf.HttpClient = &http.Client{Transport: t}
+	// A redirect is refused: Consul redirects only a path Go's router
+	// cleans (a service named "a//b" or "/x"), to another service's path,
+	// whose answer would be taken for this one's.
+	conf.HttpClient = &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	if strings.HasPrefix(conf.Address, "unix://") {
 		return nil, fmt.Errorf("unix socket addresses are not supported: %s", conf.Address)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -143,29 +144,66 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 	}
 }
 
+// TestDiscovererWaitsForEveryService: nothing is sent while a service
+// has never been read and its reads fail with an error retrying may cure,
+// for at most unreadableAfter; then the job goes on without it, and it
+// joins once a read succeeds. An error retrying will not cure (a service
+// name Consul cannot serve: 400, 404, a redirect) does not hold the job
+// back at all.
 func TestDiscovererWaitsForEveryService(t *testing.T) {
+	tests := []struct {
+		name string
+		code int
+		wait time.Duration // how long nothing is sent
+	}{
+		{"500, which a retry may cure", http.StatusInternalServerError, unreadableAfter},
+		{"429, which a retry may cure", http.StatusTooManyRequests, unreadableAfter},
+		{"403, which a new token may cure", http.StatusForbidden, unreadableAfter},
+		{"400, which nothing cures", http.StatusBadRequest, 0},
+		{"404, which nothing cures", http.StatusNotFound, 0},
+		{"a redirect to another service's path", http.StatusMovedPermanently, 0},
+	}
 	for _, mode := range modes {
-		t.Run(mode.name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				f := fakeWithServices(8, 0)
-				f.setFail("/v1/health/service/svc3", http.StatusInternalServerError)
-				c, stop := startCollector(t, fakeDiscoverer(t, f, mode.maxConns))
-				defer stop()
+		for _, tc := range tests {
+			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					f := fakeWithServices(8, 0)
+					f.setFail("/v1/health/service/svc3", tc.code)
+					d := fakeDiscoverer(t, f, mode.maxConns)
+					c, stop := startCollector(t, d)
+					defer stop()
 
-				time.Sleep(time.Minute)
-				synctest.Wait()
-				_, sends := c.snapshot()
-				require.Zero(t, sends, "nothing is sent while one service cannot be read")
-				require.Greater(t, f.count("/v1/health/service/svc3"), 1, "the failing read is retried")
+					if tc.wait > 0 {
+						time.Sleep(tc.wait - time.Second)
+						synctest.Wait()
+						_, sends := c.snapshot()
+						require.Zero(t, sends, "nothing is sent while the service may yet be read")
+						require.Empty(t, d.Unreadable())
+					}
+					time.Sleep(time.Minute)
+					synctest.Wait()
+					got, sends := c.snapshot()
+					require.Equal(t, 1, sends, "the job goes on without it")
+					require.Len(t, got, 7)
+					require.NotContains(t, got, "svc3")
+					require.Equal(t, []Unreadable{{Service: "svc3", Err: d.Unreadable()[0].Err}}, d.Unreadable())
+					require.Contains(t, d.Unreadable()[0].Err, strconv.Itoa(tc.code))
+					retries := f.count("/v1/health/service/svc3")
+					time.Sleep(5 * time.Minute)
+					synctest.Wait()
+					more := f.count("/v1/health/service/svc3") - retries
+					require.Positive(t, more, "it is read again")
+					require.Less(t, more, 20, "with backoff (at most one read in 30s), not by sweeps")
 
-				f.setFail("/v1/health/service/svc3", 0)
-				time.Sleep(time.Minute)
-				synctest.Wait()
-				got, sends := c.snapshot()
-				require.Equal(t, 1, sends)
-				require.Len(t, got, 8)
+					f.setFail("/v1/health/service/svc3", 0)
+					time.Sleep(time.Minute)
+					synctest.Wait()
+					got, _ = c.snapshot()
+					require.Len(t, got, 8, "it joins once a read succeeds")
+					require.Empty(t, d.Unreadable())
+				})
 			})
-		})
+		}
 	}
 }
 

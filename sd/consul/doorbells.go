@@ -215,8 +215,8 @@ func (w *watcher) startupDone(sc *scope) {
 // readSoon queues a read of s ahead of any sweep (one already waiting
 // serves; a long poll needs none).
 func (w *watcher) readSoon(sc *scope, s *service) {
-	if sc.doorbells == nil || s.hasLongPoll() {
-		return
+	if sc.doorbells == nil || s.hasLongPoll() || s.unreadable != nil {
+		return // an unreadable service is retried on its own
 	}
 	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
 }
@@ -265,7 +265,7 @@ func (w *watcher) startSweep(sc *scope, now time.Time) {
 	for _, s := range sc.services {
 		// A service with a read queued needs no probe: at start, that is
 		// every service.
-		if !s.hasLongPoll() && !db.queue.waiting(s.name) {
+		if !s.hasLongPoll() && !db.queue.waiting(s.name) && s.unreadable == nil {
 			quiet = append(quiet, s)
 		}
 	}

@@ -129,6 +129,10 @@ func newMetrics(w *Watch, t *transport) *metrics {
 		Name: "custom_sd_consul_connection_budget",
 		Help: "The connection budget in force: the configured one, less what the agent refused (429) to leave room for its other clients.",
 	}, func() float64 { return float64(w.budgetNow.Load()) })
+	unreadable := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "custom_sd_consul_unreadable_services",
+		Help: "Services whose reads fail in a way retrying does not cure (or has not for 30s before their first read): their jobs' files go on without them, and they are read again with backoff.",
+	}, func() float64 { return float64(len(w.Unreadable())) })
 	http2 := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "custom_sd_consul_http2",
 		Help: "1 once Consul answered over HTTP/2 (HTTPS), so many blocking queries share one connection.",
@@ -138,7 +142,7 @@ func newMetrics(w *Watch, t *transport) *metrics {
 			m.requests.WithLabelValues(e.label, o)
 		}
 	}
-	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, m.verifications, longPolls, sweepMode, conns, budget, inForce, http2}
+	m.collectors = []prometheus.Collector{m.requests, m.duration, m.lastSuccess, m.resets, services, m.sweeps, m.verifications, longPolls, sweepMode, conns, budget, inForce, http2, unreadable}
 	return m
 }
 

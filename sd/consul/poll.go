@@ -46,6 +46,7 @@ type poller struct {
 	allowStale  bool
 	resets      prometheus.Counter // counts indexes that went backwards; may be nil
 	immediate   chan struct{}      // a slot for each request without an index, held until its result is taken; nil for none
+	failed      func(error)        // hears of each failed request, if not nil
 }
 
 // take holds a slot of p.immediate for a request without an index (Consul
@@ -97,6 +98,9 @@ func poll[T any](ctx context.Context, p poller, known uint64, fetch fetchFunc[T]
 			delay := retryDelay(&retry, err)
 			logFailure(p, failing, err, delay)
 			failing, index = err, 0
+			if p.failed != nil {
+				p.failed(err)
+			}
 			if !sleep(ctx, delay) {
 				return
 			}

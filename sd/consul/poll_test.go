@@ -71,3 +71,27 @@ func TestPollHoldsASlotPerImmediateRequest(t *testing.T) {
 		})
 	}
 }
+
+func TestEscapedServicePath(t *testing.T) {
+	tests := []struct {
+		name, path, want string
+		escaped          bool
+	}{
+		{"a plain name", "/v1/health/service/web", "/v1/health/service/web", false},
+		{"a slash", "/v1/health/service/a/b", "/v1/health/service/a%2Fb", true},
+		{"dots", "/v1/health/service/../../etc/passwd", "/v1/health/service/..%2F..%2Fetc%2Fpasswd", true},
+		{"a query and a fragment", "/v1/health/service/a?b#c", "/v1/health/service/a%3Fb%23c", true},
+		{"a percent", "/v1/health/service/a%2Fb", "/v1/health/service/a%252Fb", true},
+		{"behind a path prefix", "/consul/v1/health/service/a/b", "/consul/v1/health/service/a%2Fb", true},
+		{"another endpoint", "/v1/catalog/services", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, escaped := escapedServicePath(tc.path)
+			require.Equal(t, tc.escaped, escaped)
+			if escaped {
+				require.Equal(t, tc.want, raw)
+			}
+		})
+	}
+}

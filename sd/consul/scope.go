@@ -82,6 +82,12 @@ type service struct {
 	wantedBy   int                // views that want it
 	stopPoll   context.CancelFunc // ends the service's own long poll; nil without one
 	health     healthState        // of the last read, for the health doorbell
+
+	// unreadable, when not nil, is why the service cannot be read: its
+	// views go on without it (unreadable.go).
+	unreadable   error
+	failingSince time.Time          // when its reads began to fail, before it was ever read
+	stopRetry    context.CancelFunc // ends its retries in doorbell mode; nil without them
 }
 
 func (s *service) hasLongPoll() bool { return s.stopPoll != nil }
@@ -182,7 +188,11 @@ func (w *watcher) reconcile(sc *scope, l *serviceList) {
 			}
 			v.wanted[name] = struct{}{}
 			v.unseen[name] = struct{}{}
-			switch s := w.want(sc, name); {
+			s := w.want(sc, name)
+			if s.unreadable != nil {
+				delete(v.unseen, name) // its jobs go on without it
+			}
+			switch {
 			case s.wantedBy == 1:
 				added = append(added, s)
 			case s.fetched:
@@ -229,10 +239,16 @@ func (w *watcher) unwant(sc *scope, name string) bool {
 		return false
 	}
 	w.stopLongPoll(sc, s)
+	if s.stopRetry != nil {
+		s.stopRetry()
+	}
 	if sc.doorbells != nil {
 		sc.doorbells.alloc.release(name)
 	}
 	delete(sc.services, name)
+	if s.unreadable != nil {
+		w.publishUnreadable()
+	}
 	sc.counted--
 	w.w.watched.Add(-1)
 	level.Debug(sc.logger).Log("msg", "Service left the catalog", "service", name)
@@ -298,6 +314,10 @@ func (w *watcher) poller(sc *scope, what, endpoint, filter string) poller {
 // startLongPoll starts a long poll of its own for s, from index (0 asks
 // for the current state at once).
 func (w *watcher) startLongPoll(sc *scope, s *service, index uint64) {
+	if s.stopRetry != nil {
+		s.stopRetry() // the long poll retries
+		s.stopRetry = nil
+	}
 	ctx, cancel := context.WithCancel(sc.ctx)
 	s.stopPoll = cancel
 	sc.longPolls++
@@ -306,6 +326,12 @@ func (w *watcher) startLongPoll(sc *scope, s *service, index uint64) {
 	p := w.poller(sc, "service "+name, "/v1/health/service/"+name, sc.key.healthFilter)
 	fetch := func(ctx context.Context, q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 		return w.w.client.Health().Service(name, "", false, q)
+	}
+	p.failed = func(err error) {
+		select {
+		case w.reads <- read{sc: sc, name: name, gen: gen, err: err, poll: true}:
+		case <-ctx.Done():
+		}
 	}
 	w.wg.Go(func() {
 		poll(ctx, p, index, fetch, func(entries []*api.ServiceEntry, idx uint64) {

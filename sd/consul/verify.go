@@ -184,7 +184,7 @@ func (w *watcher) verified(d verifyDone) {
 	reads := 0
 	for _, s := range sc.services {
 		// A service read after the dump was taken knows better.
-		if s.hasLongPoll() || s.index > d.index {
+		if s.hasLongPoll() || s.index > d.index || s.unreadable != nil {
 			continue
 		}
 		if !s.fetched || d.writes[s.name] != s.writes {

@@ -52,6 +52,7 @@ type Watch struct {
 	doorbellScopes atomic.Int64 // scopes watched in doorbell mode
 	longPolls      atomic.Int64 // services with a long poll of their own
 	watched        atomic.Int64 // services watched, in every scope
+	unreadable     atomic.Pointer[[]Unreadable]
 }
 
 // NewWatch returns a Watch for cfg, or the first invalid field of cfg (see

@@ -57,7 +57,8 @@ type read struct {
 	gen     uint64
 	index   uint64
 	entries []*api.ServiceEntry
-	err     error // only from readers; long polls retry on their own
+	err     error // the read failed
+	poll    bool  // a long poll's failure; it retries on its own
 	sweep   bool  // read as part of a sweep
 	probe   bool  // only the index was read
 }
@@ -221,14 +222,15 @@ func (w *watcher) read(r read) {
 	}
 	now := time.Now()
 	if r.err != nil {
-		if sc.doorbells != nil {
-			w.readFailed(sc, r, now)
-		}
+		w.readError(sc, r, now)
 		return
 	}
 	s := sc.services[r.name]
 	if s != nil && s.gen != r.gen {
 		s = nil // the service left the catalog and came back meanwhile
+	}
+	if s != nil && !r.probe {
+		w.readable(sc, s)
 	}
 	changed := s != nil && !r.probe && w.update(sc, s, r, now)
 	if sc.doorbells != nil {
@@ -395,6 +397,7 @@ func (w *watcher) removeView(v *view) {
 	if len(sc.views) == 0 {
 		w.stop(sc)
 		delete(w.scopes, sc.key)
+		w.publishUnreadable()
 	}
 }
 
@@ -413,6 +416,7 @@ func (w *watcher) restart(sc *scope) {
 		w.ensureList(fresh, j.cfg.Selection.Filter)
 	}
 	w.fit(fresh)
+	w.publishUnreadable()
 }
 
 // restartAll reads every scope again from scratch.
