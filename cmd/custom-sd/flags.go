@@ -130,7 +130,7 @@ func (f *flags) registerJob(app *kingpin.Application) {
 	add("consul.health", "Least health an instance needs: any, warning (passing or warning) or passing.", "any")
 	add("consul.tag-separator", "Separator that joins tags in __meta_consul_tags, also put at both ends.", consul.DefaultTagSeparator)
 	add("consul.wait-time", "How long Consul may hold a blocking query (at most 10m).", consul.DefaultWaitTime.String())
-	add("consul.verify-interval", "Plain HTTP, busy catalogs: how long a change the catalog summary cannot show (a port or meta rewrite among other changes) may wait for the sweep that finds it.", consul.DefaultVerifyInterval.String())
+	add("consul.verify-interval", "Ignored (every change of the catalog is verified within seconds); accepted so that older command lines still start.", "").Hidden()
 	add("consul.max-connections", "Most connections held to the Consul agent; keep it well below the agent's limits.http_max_conns_per_client (200).", strconv.Itoa(consul.DefaultMaxConnections))
 	boolean("consul.allow-stale", "Let any Consul server answer reads, not only the leader.", "true")
 	add("consul.tls.ca-file", "CA certificate to verify Consul's HTTPS certificate, re-read when it changes (otherwise CONSUL_CACERT).", "")

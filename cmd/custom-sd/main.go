@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: error: %s\n", name, oneLine(err))
 		return 2
 	}
+	s.warn(logger, cfg)
 	// Signals are caught from here on: a SIGTERM or SIGHUP that arrives while
 	// the jobs start must not kill the process, and a SIGTERM ends it within
 	// stopTimeout whatever it is doing.
@@ -160,6 +161,17 @@ func newHandler(s settings, sup *supervisor.Supervisor, rl *reloader, reg *prome
 		o.Reload = rl.reload
 	}
 	return web.NewHandler(o)
+}
+
+// warn logs the settings of cfg that are accepted but do nothing.
+func (s settings) warn(logger log.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		msg := w.Error()
+		if s.configFile == "" {
+			msg = w.Flags()
+		}
+		level.Warn(logger).Log("msg", "A setting does nothing", "setting", msg)
+	}
 }
 
 // inputs are the files of the command line custom-sd reads.

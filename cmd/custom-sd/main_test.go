@@ -291,7 +291,6 @@ func TestBadFlags(t *testing.T) {
 		{"unknown flag", []string{"--nope"}, "unknown long flag '--nope'"},
 		{"bad duration", []string{"--consul.wait-time=soon"}, `--consul.wait-time: "soon" is not a duration`},
 		{"wait time too long", []string{"--consul.wait-time=11m"}, "--consul.wait-time: 11m0s is not between 0 and 10m"},
-		{"negative verify interval", []string{"--consul.verify-interval=-1m"}, "--consul.verify-interval: -1m0s is not positive"},
 		{"mode not octal", []string{"--output.mode=rw-r--r--"}, `--output.mode: "rw-r--r--" is not an octal permission`},
 		{"mode too large", []string{"--output.mode=7777"}, `--output.mode: "7777" is not an octal permission`},
 		{"mode unreadable", []string{"--output.mode=0"}, `--output.mode: "0" is not a sensible permission`},

@@ -51,6 +51,7 @@ func (r *reloader) reload() error {
 	start := time.Now()
 	cfg, err := r.s.load()
 	if err == nil {
+		r.s.warn(r.logger, cfg)
 		err = r.sup.Apply(cfg)
 	}
 	source := r.s.configFile

@@ -39,7 +39,9 @@ type Consul struct {
 	TLSConfig      *TLSConfig `yaml:"tls_config,omitempty"`
 	MaxConnections *int       `yaml:"max_connections,omitempty"`
 	WaitTime       *Duration  `yaml:"wait_time,omitempty"`
-	VerifyInterval *Duration  `yaml:"verify_interval,omitempty"`
+	// VerifyInterval is accepted and ignored (Config.Warnings says so):
+	// every change of the catalog is verified within seconds.
+	VerifyInterval *Duration `yaml:"verify_interval,omitempty"`
 }
 
 // TLSConfig is how to talk TLS to an agent, as in Prometheus's tls_config.

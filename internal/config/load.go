@@ -20,6 +20,8 @@ type Config struct {
 	Consuls map[string]*Watch
 	// Jobs are in the order of the file.
 	Jobs []*JobSpec
+	// Warnings are settings that are accepted but do nothing, to log.
+	Warnings []*Error
 }
 
 // Watch is how to reach one agent.

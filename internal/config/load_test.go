@@ -66,7 +66,9 @@ jobs:
 	require.Equal(t, filepath.Join(dir, "token"), w.TokenFile, "relative to the file's directory")
 	require.Equal(t, 32, w.MaxConnections)
 	require.Equal(t, 2*time.Minute, w.WaitTime)
-	require.Equal(t, 3*time.Minute, w.VerifyInterval)
+	require.Len(t, c.Warnings, 1)
+	require.Equal(t, "consul.verify_interval: is ignored: every change of the catalog is verified within seconds; remove it", c.Warnings[0].Error())
+	require.Equal(t, "--consul.verify-interval: is ignored: every change of the catalog is verified within seconds; remove it", c.Warnings[0].Flags())
 
 	require.Len(t, c.Jobs, 3)
 	nodes, apps, one := c.Jobs[0], c.Jobs[1], c.Jobs[2]
@@ -192,7 +194,6 @@ func TestLoadErrors(t *testing.T) {
 		{"credentials in the server", "consul: {server: 'http://u:p@x:1'}\njobs: [{name: a}]\n", "consul.server: must not carry credentials; use username and password"},
 		{"few connections", "consul: {max_connections: 3}\njobs: [{name: a}]\n", "consul.max_connections: 3 is below the minimum of 5"},
 		{"wait too long", "consul: {wait_time: 11m}\njobs: [{name: a}]\n", "consul.wait_time: 11m0s is not between 0 and 10m0s"},
-		{"negative verify interval", "consul: {verify_interval: -1m}\njobs: [{name: a}]\n", "consul.verify_interval: -1m0s is not positive"},
 		{"missing token file", "consul: {token_file: nope}\njobs: [{name: a}]\n", "consul.token_file: stat " + filepath.Join(dir, "nope")},
 		{"certificate without key", "consul: {tls_config: {cert_file: cert.pem}}\njobs: [{name: a}]\n", "consul.tls_config.cert_file: a client certificate needs tls_config.key_file"},
 		{"password without user", "consul: {password: x}\njobs: [{name: a}]\n", "consul.username: a password needs a username"},

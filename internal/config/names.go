@@ -32,7 +32,7 @@ var names = []name{
 	{"tls_config.insecure_skip_verify", "--consul.tls.insecure-skip-verify", "API.TLSConfig.InsecureSkipVerify"},
 	{"max_connections", "--consul.max-connections", "MaxConnections"},
 	{"wait_time", "--consul.wait-time", "WaitTime"},
-	{"verify_interval", "--consul.verify-interval", "VerifyInterval"},
+	{"verify_interval", "--consul.verify-interval", ""},
 
 	// A job: jobs[<name>].
 	{"name", "", ""},

@@ -43,6 +43,10 @@ func (f *File) Resolve(dir string) (*Config, error) {
 		}
 		fp, _ := yaml.Marshal(cs)
 		c.Consuls[name] = &Watch{Name: name, Config: w, Files: files, Fingerprint: string(fp)}
+		if cs.VerifyInterval != nil {
+			c.Warnings = append(c.Warnings, &Error{Section: section, Key: "verify_interval",
+				Msg: "is ignored: every change of the catalog is verified within seconds; remove it"})
+		}
 	}
 	if len(f.Jobs) == 0 {
 		return nil, keyErr("jobs", "at least one job is needed")
@@ -132,12 +136,6 @@ func (cs *Consul) resolve(dir, agent string) (consul.WatchConfig, []Input, error
 			return w, nil, keyErr("wait_time", "%s is not between 0 and %s", d, consul.MaxWaitTime)
 		}
 		w.WaitTime = time.Duration(*cs.WaitTime)
-	}
-	if cs.VerifyInterval != nil {
-		if d := time.Duration(*cs.VerifyInterval); d <= 0 {
-			return w, nil, keyErr("verify_interval", "%s is not positive", d)
-		}
-		w.VerifyInterval = time.Duration(*cs.VerifyInterval)
 	}
 	w.API = conf
 	if err := w.Validate(); err != nil {

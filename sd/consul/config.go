@@ -22,8 +22,6 @@ const (
 	DefaultMinRequestInterval  = 10 * time.Millisecond
 	DefaultDatacentersInterval = time.Minute
 	DefaultTokenCheckInterval  = 5 * time.Second
-	// Deprecated: VerifyInterval is ignored.
-	DefaultVerifyInterval = 10 * time.Minute
 	// MaxWaitTime is the longest blocking query Consul allows.
 	MaxWaitTime = 10 * time.Minute
 	// MinConnections is the smallest budget that leaves room for the service
@@ -66,13 +64,6 @@ type WatchConfig struct {
 	// KeyFile) are read again whenever they change too, for the next
 	// connection.
 	PasswordFile string
-	// VerifyInterval is ignored: in doorbell mode every change of the
-	// catalog is verified within seconds, paced by the agent's time
-	// (verifypacer.go), not by an interval.
-	//
-	// Deprecated: it remains, validated, until --consul.verify-interval and
-	// verify_interval are removed.
-	VerifyInterval time.Duration
 	// Logger receives the watch's logs; nil logs nothing.
 	Logger log.Logger
 }
@@ -138,9 +129,6 @@ func (c *WatchConfig) Validate() error {
 	}
 	if c.MinRequestInterval < 0 {
 		return fieldErr("MinRequestInterval", "%s is negative", c.MinRequestInterval)
-	}
-	if c.VerifyInterval < 0 {
-		return fieldErr("VerifyInterval", "%s is negative", c.VerifyInterval)
 	}
 	if c.TokenFile != "" {
 		if _, err := ReadSecretFile(c.TokenFile); err != nil {
