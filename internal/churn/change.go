@@ -48,6 +48,10 @@ type Change struct {
 	Services []string // the services whose targets it changes
 }
 
+// Node reports whether the change is to a node, and so changes the targets
+// of every service on it, not a service it writes.
+func (k Kind) Node() bool { return k == NodeMeta || k == NodeCheck }
+
 // statuses are the check states a flip moves between.
 var statuses = []string{api.HealthPassing, api.HealthWarning, api.HealthCritical}
 

@@ -52,6 +52,7 @@ type Stats struct {
 	Changes  int
 	ByKind   [kinds]int
 	Services map[string]bool // services whose targets changed
+	Written  map[string]bool // of which those a change wrote, not a node's
 	Last     time.Time       // when Consul acknowledged the last change
 }
 
@@ -62,7 +63,7 @@ func Run(ctx context.Context, c *api.Client, g *Generator, opts Options) (Stats,
 	if opts.Changes <= 0 && opts.Duration <= 0 {
 		return Stats{}, errors.New("churn: neither a number of changes nor a duration")
 	}
-	st := Stats{Services: map[string]bool{}}
+	st := Stats{Services: map[string]bool{}, Written: map[string]bool{}}
 	start := time.Now()
 	for k := 0; opts.Changes <= 0 || k < opts.Changes; k++ {
 		if opts.Duration > 0 && time.Since(start) >= opts.Duration {
@@ -85,6 +86,9 @@ func Run(ctx context.Context, c *api.Client, g *Generator, opts Options) (Stats,
 		st.ByKind[ch.Kind]++
 		for _, s := range ch.Services {
 			st.Services[s] = true
+			if !ch.Kind.Node() {
+				st.Written[s] = true
+			}
 		}
 	}
 	return st, nil
