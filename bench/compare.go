@@ -391,7 +391,7 @@ func measureTool(cfg config, cc compareConfig, a *agent, dir string, t tool, wan
 				return row, err
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), cfg.churn+time.Minute)
-			row.churn, err = churn(ctx, cfg, a, proxyCounter(p), cfg.churn, 30*time.Second, cfg.churnRate)
+			row.churn, err = undoableChurn(ctx, cfg, a, proxyCounter(p), cfg.churn, 30*time.Second, cfg.churnRate)
 			cancel()
 			if err != nil {
 				return row, err

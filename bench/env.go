@@ -174,8 +174,12 @@ func (t topology) node(s, i int) int {
 func nodeName(n int) string { return fmt.Sprintf("node-%d", n) }
 
 // nodeAddress is the loopback address of node n; with the service's port
-// every instance has an address of its own.
-func nodeAddress(n int) string { return fmt.Sprintf("127.0.%d.%d", (n+1)/250, (n+1)%250) }
+// every instance has an address of its own. None is the agent's own
+// (127.0.0.1): read through a server agent, Consul's node dump adds the
+// agent's version to the meta of a node that shares an agent's address, in
+// the server's memory and without a write (verify.go), and the churn's
+// comparison with Consul would see that, not custom-sd.
+func nodeAddress(n int) string { return fmt.Sprintf("127.0.%d.%d", (n+2)/250, (n+2)%250) }
 
 // targetAddress is the scrape address of instance i of service s.
 func targetAddress(s, i int) string {
@@ -630,6 +634,7 @@ type fileWatch struct {
 	name   string
 	mu     sync.Mutex
 	writes int
+	at     time.Time // of the last replacement
 	subs   []chan time.Time
 }
 
@@ -663,6 +668,7 @@ func (w *fileWatch) loop() {
 			}
 			w.mu.Lock()
 			w.writes++
+			w.at = now
 			for _, c := range w.subs {
 				select {
 				case c <- now:
@@ -678,6 +684,13 @@ func (w *fileWatch) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.writes
+}
+
+// last returns when the file was last replaced.
+func (w *fileWatch) last() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.at
 }
 
 // subscribe returns a channel that receives the time of each replacement.

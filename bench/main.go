@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,7 +210,7 @@ func runScenario(cfg config) (*result, error) {
 	}
 	if cfg.https {
 		// No counting proxy over HTTPS: count with custom-sd's own metrics.
-		err := measureChurn(ctx, cfg, a, metricsCounter(run.d), res)
+		err := measureChurn(ctx, cfg, a, metricsCounter(run.d), run, res)
 		stopConns()
 		run.d.stop()
 		return res, err
@@ -234,7 +235,7 @@ func runScenario(cfg config) (*result, error) {
 			return nil, err
 		}
 	}
-	if err := measureChurn(ctx, cfg, a, proxyCounter(p), res); err != nil {
+	if err := measureChurn(ctx, cfg, a, proxyCounter(p), run, res); err != nil {
 		return nil, err
 	}
 	if cfg.idle > 0 {
@@ -250,16 +251,41 @@ func runScenario(cfg config) (*result, error) {
 	return res, nil
 }
 
-// measureChurn runs the churn period, if any, once the burst has settled.
-func measureChurn(ctx context.Context, cfg config, a *agent, count counter, res *result) error {
+// churnSettle is how long after a churn period its requests are counted,
+// and by when the file must equal Consul.
+const churnSettle = 30 * time.Second
+
+// measureChurn runs the random churn period, if any, once the burst has
+// settled.
+func measureChurn(ctx context.Context, cfg config, a *agent, count counter, run *benchRun, res *result) error {
 	if cfg.churn <= 0 {
 		return nil
 	}
 	time.Sleep(30 * time.Second) // let the burst and the sweeps it owes settle (at 10,000 services over HTTP a sweep can wait 15 s)
 	fmt.Fprintf(os.Stderr, "churn for %s at %d changes/s\n", cfg.churn, cfg.churnRate)
+	before, _ := scrape(run.d.web + "/metrics")
 	var err error
-	res.churn, err = churn(ctx, cfg, a, count, cfg.churn, 30*time.Second, cfg.churnRate)
+	res.churn, err = randomChurn(ctx, a, count, run.w, run.out, cfg.churn, churnSettle, cfg.churnRate)
+	if after, errScrape := scrape(run.d.web + "/metrics"); errScrape == nil && before != nil {
+		printRequestsByEndpoint(before, after)
+	}
 	return err
+}
+
+// printRequestsByEndpoint prints to stderr how custom-sd's requests to
+// Consul between two scrapes of its metrics split by endpoint and outcome,
+// to tell what a churn's requests were.
+func printRequestsByEndpoint(before, after map[string]float64) {
+	var keys []string
+	for k := range after {
+		if strings.HasPrefix(k, "custom_sd_consul_requests_total{") && after[k] > before[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(os.Stderr, "churn: %6.0f %s\n", after[k]-before[k], strings.TrimPrefix(k, "custom_sd_consul_requests_total"))
+	}
 }
 
 // benchRun is one custom-sd process and its output.
@@ -617,8 +643,10 @@ func report(f *os.File, r *result) {
 			}
 			return fmt.Sprintf("%.1f", float64(n)/float64(max(ch.services, 1)))
 		}
-		fmt.Fprintf(f, "| churn %s, %d changes to %d services: Consul requests / bytes | %d / %s |\n", c.churn, ch.changes, ch.services, ch.requests, counted(ch.bytes))
+		fmt.Fprintf(f, "| churn %s, %d changes of every kind to %d services (%d written, the others on a node changed): Consul requests / bytes | %d / %s |\n", c.churn, ch.changes, ch.services, ch.written, ch.requests, counted(ch.bytes))
 		fmt.Fprintf(f, "| churn: Consul requests / bytes per changed service | %s / %s |\n", perService(ch.requests), perService(ch.bytes))
+		fmt.Fprintf(f, "| churn: Consul requests per change / per service written | %.1f / %.1f |\n", float64(ch.requests)/float64(max(ch.changes, 1)), float64(ch.requests)/float64(max(ch.written, 1)))
+		fmt.Fprintf(f, "| churn: last change → file equals Consul, label by label | %s |\n", ch.convergence(churnSettle))
 	}
 	if c.idle > 0 && !c.https {
 		fmt.Fprintf(f, "| idle %s: Consul requests / bytes / file writes | %d / %d / %d |\n", c.idle, r.idleRequests, r.idleBytes, r.idleWrites)

@@ -80,9 +80,16 @@ func bestBareRead(addr, ca string, conns int) (time.Duration, error) {
 // churnStats is what a churn period cost.
 type churnStats struct {
 	changes  int // writes to Consul
-	services int // distinct services they touched
+	services int // distinct services whose targets they changed
+	written  int // of which those written, not on a node changed (randomChurn only)
+	kinds    string
 	requests int64
 	bytes    int64 // -1 where not counted
+	// With randomChurn: labels or targets of the file that differ from
+	// Consul's after the settle time, and if none, how long after the last
+	// change the file was last replaced.
+	wrong    int
+	converge time.Duration
 	// undo puts the catalog back: deregisters the instances still added,
 	// and sets the instances left critical passing again.
 	undo api.TxnOps
@@ -114,12 +121,13 @@ func metricsCounter(d *daemon) counter {
 	}
 }
 
-// churn changes the catalog rate times a second for d: in turn, a new
-// instance of a random service, a health flip of a random instance, and the
-// deregistration of the oldest instance it added. It counts the requests
-// and response bytes from the start until settle after the end, which
-// includes the reads the changes caused.
-func churn(ctx context.Context, cfg config, a *agent, count counter, d, settle time.Duration, rate int) (churnStats, error) {
+// undoableChurn, for the side by side (whose tools must see the same
+// changes, undone between them), changes the catalog rate times a second
+// for d: in turn, a new instance of a random service, a health flip of a
+// random instance, and the deregistration of the oldest instance it added.
+// It counts the requests and response bytes from the start until settle
+// after the end, which includes the reads the changes caused.
+func undoableChurn(ctx context.Context, cfg config, a *agent, count counter, d, settle time.Duration, rate int) (churnStats, error) {
 	var st churnStats
 	touched := map[int]bool{}
 	type added struct{ s, k int }
