@@ -24,8 +24,9 @@
 //     a long poll of its own, and in doorbell mode the two other doorbells
 //     (poll.go). They block on Consul, which is why they are goroutines.
 //   - In doorbell mode, a few readers per scope make one-off reads and
-//     probes from a queue (reader.go, readqueue.go), and one goroutine reads
-//     the catalog summary when one is due (summary.go).
+//     probes from a queue (reader.go, readqueue.go), one goroutine reads
+//     the catalog summary when one is due (summary.go), and one the node
+//     dump when a verification is (verify.go).
 //   - When a job watches every datacenter, one follows their list
 //     (datacenters.go).
 //   - Each Job.Run forwards its job's mailbox to the adapter, so that a slow

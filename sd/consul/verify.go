@@ -29,6 +29,13 @@ import (
 // not verified: their doorbells list them whole at every change (the node
 // and health diffs). An agent that gives no node dump (404, 403) gets a
 // sweep instead (doorbells.go), one request per service.
+//
+// Consul 1.20's handler of the node dump adds the version of the agent at
+// a node's address to that node's meta when the meta has none, in the map
+// it was given. Answered by a server agent, that map is the server's own
+// record of the node: a node registered with an agent's address (not the
+// agent's own node, which has the key) then shows the key in later reads
+// of it, without a write. The Consul UI's node list does the same.
 const (
 	dumpPath = "/v1/internal/ui/nodes"
 	// dumpWait bounds a read of the node dump, beyond requestTimeout's
