@@ -28,6 +28,8 @@ var endpoints = []struct{ prefix, label string }{
 	{"catalog/nodes", "catalog_nodes"},
 	{"health/service/", "health_service"},
 	{"health/state/", "health_state"},
+	{"internal/ui/services", "catalog_summary"},
+	{"internal/ui/nodes", "node_dump"},
 }
 
 // endpointOf names the Consul endpoint of a request path, which may carry a

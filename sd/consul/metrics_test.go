@@ -18,6 +18,8 @@ func TestEndpointOf(t *testing.T) {
 		{"nodes", "/v1/catalog/nodes", "catalog_nodes"},
 		{"instances", "/v1/health/service/web", "health_service"},
 		{"checks", "/v1/health/state/any", "health_state"},
+		{"catalog summary", "/v1/internal/ui/services", "catalog_summary"},
+		{"node dump", "/v1/internal/ui/nodes", "node_dump"},
 		{"behind a path prefix", "/consul/v1/health/service/v1", "health_service"},
 		{"something else", "/v1/agent/self", "other"},
 		{"not the API", "/metrics", "other"},
