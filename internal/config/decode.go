@@ -130,19 +130,41 @@ func (c *checker) check(node *yaml.Node, t reflect.Type, path string) error {
 			return ft, nil
 		})
 	case reflect.Map:
-		return c.mapping(node, path, func(_, _ *yaml.Node) (reflect.Type, error) { return t.Elem(), nil })
+		return c.mapping(node, path, func(key, value *yaml.Node) (reflect.Type, error) {
+			return t.Elem(), emptyEntry(value, t.Elem(), join(path, key.Value))
+		})
 	case reflect.Slice:
 		if node.Kind != yaml.SequenceNode {
 			return c.kindErr(node, path, "a list")
 		}
 		for i, item := range node.Content {
-			if err := c.check(item, t.Elem(), itemPath(path, i, item)); err != nil {
+			p := itemPath(path, i, item)
+			if err := emptyEntry(item, t.Elem(), p); err != nil {
+				return err
+			}
+			if err := c.check(item, t.Elem(), p); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	return c.scalar(node, t, path)
+}
+
+// emptyEntry refuses an entry of a list or a mapping that is left empty
+// (null) where a block of keys is expected: a blank "-" under jobs is a
+// mistake, not a job with every default.
+func emptyEntry(node *yaml.Node, t reflect.Type, path string) error {
+	for node.Kind == yaml.AliasNode {
+		node = node.Alias
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Struct && node.Kind == yaml.ScalarNode && node.ShortTag() == "!!null" {
+		return pathErr(path, node.Line, "is empty; give its keys or remove it")
+	}
+	return nil
 }
 
 // mapping checks a mapping node: each key once, each value by the type
