@@ -149,7 +149,7 @@ func TestDiscovererFollowsChanges(t *testing.T) {
 // for at most unreadableAfter; then the job goes on without it, and it
 // joins once a read succeeds. An error retrying will not cure (a service
 // name Consul cannot serve: 400, 404, a redirect) does not hold the job
-// back at all.
+// back at all; a 429 (custom-sd's own load) holds it back until it ends.
 func TestDiscovererWaitsForEveryService(t *testing.T) {
 	tests := []struct {
 		name string
@@ -157,13 +157,33 @@ func TestDiscovererWaitsForEveryService(t *testing.T) {
 		wait time.Duration // how long nothing is sent
 	}{
 		{"500, which a retry may cure", http.StatusInternalServerError, unreadableAfter},
-		{"429, which a retry may cure", http.StatusTooManyRequests, unreadableAfter},
 		{"403, which a new token may cure", http.StatusForbidden, unreadableAfter},
 		{"400, which nothing cures", http.StatusBadRequest, 0},
 		{"404, which nothing cures", http.StatusNotFound, 0},
 		{"a redirect to another service's path", http.StatusMovedPermanently, 0},
 	}
 	for _, mode := range modes {
+		t.Run(mode.name+"/429, which is custom-sd's own load", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := fakeWithServices(8, 0)
+				f.setFail("/v1/health/service/svc3", http.StatusTooManyRequests)
+				d := fakeDiscoverer(t, f, mode.maxConns)
+				c, stop := startCollector(t, d)
+				defer stop()
+
+				time.Sleep(10 * time.Minute)
+				synctest.Wait()
+				_, sends := c.snapshot()
+				require.Zero(t, sends, "nothing is sent while the agent refuses for load")
+				require.Empty(t, d.Unreadable())
+
+				f.setFail("/v1/health/service/svc3", 0)
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				got, _ := c.snapshot()
+				require.Len(t, got, 8, "complete once the refusals end")
+			})
+		})
 		for _, tc := range tests {
 			t.Run(mode.name+"/"+tc.name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
@@ -205,6 +225,37 @@ func TestDiscovererWaitsForEveryService(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestUnreadableServiceAcrossAModeChange: a service that became unreadable
+// while it had a long poll is still read again, and joins once it reads,
+// after its scope turned to doorbells and its long poll went.
+func TestUnreadableServiceAcrossAModeChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := fakeWithServices(8, 0)
+		f.setFail("/v1/health/service/svc3", http.StatusInternalServerError)
+		d := fakeDiscoverer(t, f, 64)
+		c, stop := startCollector(t, d)
+		defer stop()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Len(t, d.Unreadable(), 1)
+		require.False(t, inDoorbellMode(d))
+
+		for i := range 200 {
+			f.set(fmt.Sprintf("more%d", i), 0, fmt.Sprintf("more%d-a", i))
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.True(t, inDoorbellMode(d), "200 more services than long polls")
+
+		f.setFail("/v1/health/service/svc3", 0)
+		time.Sleep(5 * time.Minute)
+		synctest.Wait()
+		got, _ := c.snapshot()
+		require.Contains(t, got, "svc3", "it joins once a read succeeds")
+		require.Empty(t, d.Unreadable())
+	})
 }
 
 func TestDiscovererKeepsLastKnownTargetsOfAFailingService(t *testing.T) {

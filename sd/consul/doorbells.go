@@ -215,8 +215,12 @@ func (w *watcher) startupDone(sc *scope) {
 // readSoon queues a read of s ahead of any sweep (one already waiting
 // serves; a long poll needs none).
 func (w *watcher) readSoon(sc *scope, s *service) {
-	if sc.doorbells == nil || s.hasLongPoll() || s.unreadable != nil {
-		return // an unreadable service is retried on its own
+	if sc.doorbells == nil || s.hasLongPoll() {
+		return
+	}
+	if s.unreadable != nil {
+		w.retryUnreadable(sc, s) // an unreadable service is retried on its own
+		return
 	}
 	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen})
 }

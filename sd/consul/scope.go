@@ -87,6 +87,7 @@ type service struct {
 	// views go on without it (unreadable.go).
 	unreadable   error
 	failingSince time.Time          // when its reads began to fail, before it was ever read
+	failures     int                // failed reads since then
 	stopRetry    context.CancelFunc // ends its retries in doorbell mode; nil without them
 }
 

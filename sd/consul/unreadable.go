@@ -26,7 +26,9 @@ import (
 // cure — a redirect, or a client error other than 401, 403, 407, 408 and
 // 429 (credentials can be rotated, and custom-sd follows a rotation) — is
 // unreadable at once; one whose reads keep failing with other errors (5xx,
-// time-outs, 429, refused connections) is after unreadableAfter. An
+// time-outs, refused connections) is after unreadableAfter and at least
+// curableTries failed reads in a row. A 429 never makes a service
+// unreadable: it is custom-sd's own load, which its budget sheds. An
 // unreadable service no longer holds back its views' completion: the jobs
 // write without it. It is named once in the log, counted in
 // custom_sd_consul_unreadable_services and listed by Watch.Unreadable;
@@ -34,7 +36,10 @@ import (
 // a retry of its own, never by sweeps or verifications), and joins its
 // jobs' files as soon as a read succeeds. A service read once and failing
 // since keeps its last targets: stale beats incomplete.
-const unreadableAfter = 30 * time.Second
+const (
+	unreadableAfter = 30 * time.Second
+	curableTries    = 3
+)
 
 // Unreadable is a service that cannot be read, which its jobs go on
 // without.
@@ -95,11 +100,18 @@ func (w *watcher) failing(sc *scope, s *service, err error, now time.Time) {
 	if s.failingSince.IsZero() {
 		s.failingSince = now
 	}
+	s.failures++
 	if s.unreadable != nil {
-		s.unreadable = err
+		if s.unreadable.Error() != err.Error() {
+			s.unreadable = err
+			w.publishUnreadable()
+		}
 		return
 	}
-	if !incurable(err) && now.Sub(s.failingSince) < unreadableAfter {
+	if isTooManyRequests(err) {
+		return
+	}
+	if !incurable(err) && (now.Sub(s.failingSince) < unreadableAfter || s.failures < curableTries) {
 		return
 	}
 	s.unreadable = err
@@ -113,7 +125,7 @@ func (w *watcher) failing(sc *scope, s *service, err error, now time.Time) {
 
 // readable notes a successful read of s.
 func (w *watcher) readable(sc *scope, s *service) {
-	s.failingSince = time.Time{}
+	s.failingSince, s.failures = time.Time{}, 0
 	if s.stopRetry != nil {
 		s.stopRetry()
 		s.stopRetry = nil
@@ -127,8 +139,10 @@ func (w *watcher) readable(sc *scope, s *service) {
 }
 
 // retryUnreadable reads an unreadable service of a scope in doorbell mode
-// again, with backoff, until a read succeeds or the service goes; the
-// success is a read like any other.
+// again, with backoff (longer after a 429), until a read succeeds or the
+// service goes; the success is a read like any other. Each read holds a
+// slot of the watch's immediate reads, as every read Consul answers at
+// once does.
 func (w *watcher) retryUnreadable(sc *scope, s *service) {
 	if s.stopRetry != nil || s.hasLongPoll() {
 		return
@@ -138,9 +152,19 @@ func (w *watcher) retryUnreadable(sc *scope, s *service) {
 	name, gen := s.name, s.gen
 	w.wg.Go(func() {
 		retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
-		for sleep(ctx, retry.Next()) {
+		wait := retry.Next()
+		for sleep(ctx, wait) {
+			release, ok := poller{immediate: w.w.immediate}.take(ctx, 0)
+			if !ok {
+				return
+			}
 			entries, index, err := w.readOnce(ctx, sc, name, false)
+			release()
 			if err != nil {
+				wait = retry.Next()
+				if isTooManyRequests(err) {
+					wait = retry.NextAtLeast(minBackoffLimited)
+				}
 				continue
 			}
 			select {
