@@ -50,6 +50,8 @@ jobs:
 		{"an unknown key", []string{"config", write("typo.yml", "jobs: [{name: a, servces: [x]}]\n")}, 1, []string{"FAILED: jobs[a].servces: line 1: unknown key"}, ""},
 		{"a missing token file", []string{"config", write("notoken.yml", "consul: {token_file: nope}\njobs: [{name: a}]\n")}, 1,
 			[]string{"FAILED: consul.token_file: stat " + filepath.Join(dir, "nope")}, ""},
+		{"a CA file that is not PEM", []string{"config", write("badca.yml", "consul: {server: 'https://127.0.0.1:1', tls_config: {ca_file: token}}\njobs: [{name: a}]\n")}, 1,
+			[]string{"FAILED: consul.tls_config: Error loading CA File"}, ""},
 		{"a missing output directory", []string{"config", write("nodir.yml", "jobs: [{name: a, output: {file: missing/a.json}}]\n")}, 1,
 			[]string{"FAILED: jobs[a].output.file: the directory " + filepath.Join(dir, "missing") + " does not exist"}, ""},
 		{"its own output", []string{"config", write("self.yml", "jobs: [{name: a, output: {file: self.yml}}]\n")}, 1,
