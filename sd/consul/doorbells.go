@@ -74,8 +74,10 @@ type doorbells struct {
 	lastRing     uint64   // the highest ring index
 
 	// Verification (verify.go).
-	verify  verifyPacer
-	dumpOff bool // no node dump: verifications are sweeps
+	verify     verifyPacer
+	verifyRun  uint64             // the number of the last verification started
+	stopVerify context.CancelFunc // abandons the running verification; nil when none runs
+	dumpOff    bool               // no node dump: verifications are sweeps
 
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads

@@ -79,25 +79,36 @@ type verifyDone struct {
 	writes map[string]uint64 // service name → the sum of its instances' write hashes
 	index  uint64            // the dump shows every write up to this index
 	err    error
+	run    uint64 // the verification's number in its scope
 }
 
 // startVerification verifies sc: it reads the node dump in a goroutine of
 // its own, or sweeps if the agent gives none.
+// One that runs is abandoned (verifypacer.go): cancelled, and its answer,
+// if it comes, ignored.
 func (w *watcher) startVerification(sc *scope, now time.Time) {
 	db := sc.doorbells
+	if db.stopVerify != nil {
+		db.stopVerify()
+		db.stopVerify = nil
+	}
 	db.verify.start(now)
+	db.verifyRun++
 	if db.dumpOff {
 		w.verifyBySweep(sc, now)
 		return
 	}
-	ctx := db.ctx
+	ctx, cancel := context.WithCancel(db.ctx)
+	db.stopVerify = cancel
+	run := db.verifyRun
 	w.wg.Go(func() {
+		defer cancel()
 		writes, index, err := w.readDump(ctx, sc)
 		if ctx.Err() != nil {
 			return
 		}
 		select {
-		case w.verifications <- verifyDone{sc: sc, writes: writes, index: index, err: err}:
+		case w.verifications <- verifyDone{sc: sc, writes: writes, index: index, err: err, run: run}:
 		case <-ctx.Done():
 		}
 	})
@@ -170,10 +181,11 @@ func sumDump(body io.Reader, writes map[string]uint64) error {
 // whose instances differ from its last read.
 func (w *watcher) verified(d verifyDone) {
 	sc := d.sc
-	if !w.current(sc) || sc.doorbells == nil || !sc.doorbells.verify.running {
+	if !w.current(sc) || sc.doorbells == nil || !sc.doorbells.verify.running || d.run != sc.doorbells.verifyRun {
 		return
 	}
 	db := sc.doorbells
+	db.stopVerify = nil
 	now := time.Now()
 	if d.err != nil {
 		var se api.StatusError

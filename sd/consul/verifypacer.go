@@ -18,8 +18,15 @@ import (
 // The verify pacer decides when one runs:
 //
 //   - When the catalog goes quiet: no ring for verifyQuiet, and no two in
-//     the last window, the time the last verification took. A short pause
-//     in sustained churn is then not taken for its end.
+//     the last window, the time the last verification took but at most
+//     verifyWindowMax. A short pause in sustained churn is then not taken
+//     for its end.
+//   - When the catalog goes quiet while a verification runs that began
+//     before the last ring, that one cannot show the last write: it is
+//     abandoned and a new one starts at once, instead of after it. Its
+//     time counts in the debt, and a verification is restarted at most
+//     once, so that rings spaced just over the quiet time cannot keep one
+//     from ever finishing.
 //   - During sustained churn, whenever the debt is paid: each verification
 //     adds verifyDebtFactor times its duration to a debt that drains in
 //     real time, so that verifying takes at most 1/(1+verifyDebtFactor) of
@@ -29,8 +36,8 @@ import (
 //     the one that ends it.
 //   - After a failed verification, the next waits for a jittered backoff.
 //
-// So once the catalog is quiet, the file is right within verifyQuiet, one
-// verification and the reads it asks for; a quiet catalog that follows
+// So once the catalog is quiet, the file is right within verifyWindowMax,
+// one verification and the reads it asks for; a quiet catalog that follows
 // another within less than verifyDebtFactor verifications' time waits for
 // the debt too.
 const (
@@ -38,6 +45,10 @@ const (
 	// ring of another write comes at once (a doorbell polls again at most
 	// 10 ms after a ring).
 	verifyQuiet = 250 * time.Millisecond
+	// verifyWindowMax bounds the window of two rings that tells churn from
+	// its end, so that at 10,000 services, where a verification takes
+	// seconds, the end of churn is verified a second after it.
+	verifyWindowMax = time.Second
 	// verifyDebtFactor makes verifying take at most a fifth of the time.
 	verifyDebtFactor = 4
 )
@@ -54,10 +65,11 @@ type verifyPacer struct {
 	lastRing time.Time // the last ring, whatever its index
 	prevRing time.Time // the one before
 
-	running  bool
-	started  time.Time
-	runFirst time.Time     // the first ring since the running verification started
-	took     time.Duration // how long the last verification took
+	running   bool
+	restarted bool // the running verification replaced an abandoned one
+	started   time.Time
+	runFirst  time.Time     // the first ring since the running verification started
+	took      time.Duration // how long the last verification took
 
 	debt   time.Duration
 	debtAt time.Time // when debt was last settled
@@ -94,14 +106,20 @@ func (p *verifyPacer) cover(index uint64) {
 	}
 }
 
-// due returns when the next verification should start, or zero if none is
-// owed or one runs.
+// due returns when the next verification should start (if one runs: when
+// it should be abandoned for a new one), or zero if none is owed.
 func (p *verifyPacer) due() time.Time {
-	if p.running || p.pending == 0 {
+	if p.pending == 0 {
 		return time.Time{}
 	}
-	window := max(p.quiet, p.took)
+	window := max(p.quiet, min(p.took, verifyWindowMax))
 	quietAt := latest(p.lastRing.Add(p.quiet), p.prevRing.Add(window))
+	if p.running {
+		if p.runFirst.IsZero() || p.restarted {
+			return time.Time{}
+		}
+		return quietAt
+	}
 	paidAt := p.debtAt.Add(p.debt)
 	creditAt := p.debtAt.Add(p.debt - time.Duration(p.factor*float64(p.took)))
 	end := latest(quietAt, creditAt)
@@ -118,20 +136,31 @@ func (p *verifyPacer) fire(now time.Time) bool {
 	return !due.IsZero() && !now.Before(due)
 }
 
-// start notes that a verification starts at now.
+// start notes that a verification starts at now; if one runs, it is
+// abandoned and its time until now counts in the debt.
 func (p *verifyPacer) start(now time.Time) {
+	if p.running {
+		p.settle(now)
+		p.debt += time.Duration(p.factor * float64(now.Sub(p.started)))
+		p.restarted = true
+	}
 	p.running, p.started, p.runFirst = true, now, time.Time{}
+}
+
+// settle drains the debt until now.
+func (p *verifyPacer) settle(now time.Time) {
+	if !p.debtAt.IsZero() {
+		p.debt = max(p.debt-now.Sub(p.debtAt), 0)
+	}
+	p.debtAt = now
 }
 
 // finish notes that the running verification ended at now. It saw every
 // write up to index; err says it failed.
 func (p *verifyPacer) finish(now time.Time, index uint64, err error) {
-	p.running = false
+	p.running, p.restarted = false, false
 	p.took = now.Sub(p.started)
-	if !p.debtAt.IsZero() {
-		p.debt = max(p.debt-now.Sub(p.debtAt), 0)
-	}
-	p.debtAt = now
+	p.settle(now)
 	p.debt += time.Duration(p.factor * float64(p.took))
 	if err != nil {
 		if isTooManyRequests(err) {

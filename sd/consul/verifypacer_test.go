@@ -64,14 +64,14 @@ func TestVerifyPacer(t *testing.T) {
 		{"a ring the verification saw needs none; one after it does", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
 			{at: 0.25, op: "start", due: none},
-			{at: 0.3, op: "ring", index: 11, due: none}, // the running one may see it
-			{at: 0.4, op: "ring", index: 12, due: none},
+			{at: 0.3, op: "ring", index: 11, due: 0.55}, // the running one may see it, but is abandoned once the catalog is quiet
+			{at: 0.4, op: "ring", index: 12, due: 0.65},
 			{at: 0.45, op: "finish", index: 11, due: 0.65}, // took 0.2: debt 0.8 less its credit 0.8; rings 0.3 and 0.4 within 0.25
 		}},
 		{"a verification that saw every ring owes nothing", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
 			{at: 0.25, op: "start", due: none},
-			{at: 0.3, op: "ring", index: 11, due: none},
+			{at: 0.3, op: "ring", index: 11, due: 0.55},
 			{at: 0.45, op: "finish", index: 11, due: none},
 		}},
 		{"sustained churn: a verification whenever the debt is paid, a fifth of the time", cat(
@@ -100,6 +100,30 @@ func TestVerifyPacer(t *testing.T) {
 			{at: 2.25, op: "start", due: none},
 			{at: 3.25, op: "finish", index: 11, due: none}, // debt 4-2+4 = 6 s
 			{at: 4, op: "ring", index: 12, due: 5.25},      // 5.25 s left at 4: down to 4 s at 5.25
+		}},
+		{"the end of churn during a verification abandons it for a new one, once", cat(
+			[]step{{at: 0, op: "ring", index: 10, due: 0.25}, {at: 0.25, op: "start", due: none}},
+			[]step{{at: 1.25, op: "finish", index: 10, due: none}}, // took 1 s: debt 4 s
+			churn(2, 5.2, 20), // the debt is paid at 5.25
+			[]step{{at: 5.25, op: "start", due: none}},
+			churn(5.3, 6, 200),
+			// Quiet at 6.9 (no ring for 0.25 s, none two within the last
+			// verification's 1 s): the running one, begun before the last
+			// ring, is abandoned for a new one.
+			[]step{{at: 6, op: "check", due: 6.9}, {at: 6.9, op: "start", due: none}},
+			[]step{{at: 7, op: "ring", index: 300, due: none}}, // restarted once: it runs to its end
+			// Debt: 4 × 1.65 s for the abandoned one, less 2.1 s drained,
+			// plus 4 × 2.1 s: 12.9 s; one verification's 8.4 s is credit.
+			[]step{{at: 9, op: "finish", index: 299, due: 13.5}},
+		)},
+		{"the window that tells churn from its end is at most a second", []step{
+			{at: 0, op: "ring", index: 10, due: 0.25},
+			{at: 0.25, op: "start", due: none},
+			{at: 5.25, op: "finish", index: 10, due: none}, // took 5 s: debt 20 s
+			{at: 30, op: "ring", index: 11, due: 30.25},
+			{at: 30.25, op: "start", due: none},
+			{at: 30.5, op: "ring", index: 12, due: 31}, // the window is 1 s, not 5 s
+			{at: 30.6, op: "ring", index: 13, due: 31.5},
 		}},
 		{"a sweep covers the rings before it", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
