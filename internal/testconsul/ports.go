@@ -52,12 +52,18 @@ var portSpan = sync.OnceValue(func() int {
 // reservePorts reserves n ports for the rest of the test and returns them.
 func reservePorts(t testing.TB, n int) []int {
 	t.Helper()
+	return reservePortsNamed(t, n, lockName)
+}
+
+// reservePortsNamed is reservePorts with the reservations named by name.
+func reservePortsNamed(t testing.TB, n int, name func(port int) string) []int {
+	t.Helper()
 	span := portSpan()
 	first := rand.IntN(span)
 	var ports []int
 	for i := 0; i < span && len(ports) < n; i++ {
 		p := lowestPort + (first+i)%span
-		lock, err := net.Listen("unix", lockName(p))
+		lock, err := net.Listen("unix", name(p))
 		if err != nil {
 			continue // reserved by another test
 		}

@@ -1,7 +1,9 @@
 package testconsul
 
 import (
+	"fmt"
 	"net"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,27 +13,30 @@ import (
 // range, free when handed out, and nobody else can reserve them until the
 // test that reserved them ends. (The reservation is a socket name, which
 // the kernel gives to one socket on the machine, whichever the process;
-// TestStartsInParallelProcesses runs it across processes.)
+// TestStartsInParallelProcesses runs it across processes.) The names here
+// carry this process's ID, so that no other test process can take a port
+// between its release and the check that it was released.
 func TestReservePorts(t *testing.T) {
 	t.Parallel()
+	name := func(p int) string { return fmt.Sprintf("%s-test-%d", lockName(p), os.Getpid()) }
 	var ports []int
 	t.Run("reserve", func(t *testing.T) {
-		ports = reservePorts(t, 20)
+		ports = reservePortsNamed(t, 20, name)
 		seen := map[int]bool{}
 		for _, p := range ports {
 			require.False(t, seen[p], "port %d handed out twice", p)
 			seen[p] = true
 			require.GreaterOrEqual(t, p, lowestPort)
 			require.Less(t, p, lowestPort+portSpan())
-			_, err := net.Listen("unix", lockName(p))
+			_, err := net.Listen("unix", name(p))
 			require.Error(t, err, "port %d can be reserved again while reserved", p)
 		}
-		for _, p := range reservePorts(t, 20) {
+		for _, p := range reservePortsNamed(t, 20, name) {
 			require.False(t, seen[p], "port %d handed out twice", p)
 		}
 	})
 	for _, p := range ports {
-		l, err := net.Listen("unix", lockName(p))
+		l, err := net.Listen("unix", name(p))
 		require.NoError(t, err, "port %d is free to reserve once its test ended", p)
 		require.NoError(t, l.Close())
 	}
