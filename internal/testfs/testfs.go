@@ -46,14 +46,18 @@ func Fill(t testing.TB, dir string) {
 }
 
 // Stuck is a FUSE file system that passes everything to a directory of its
-// own until Hang; from then on, creating a file waits until the creating
-// process gives up (a fatal signal interrupts the wait) or the test ends.
+// own until Hang; from then on, creating a file waits until the test ends.
+// A signal that reaches the waiting thread interrupts the creation with
+// EINTR, which the creating process retries (Go's os package does) or, if
+// the signal is fatal, never sees: so the process cannot stop its wait, but
+// it can die in it.
 type Stuck struct {
 	Dir  string // where it is mounted
 	mu   sync.Mutex
 	hang chan struct{} // closed by Hang
 	end  chan struct{} // closed when the test ends
 	hung int           // creations waiting now
+	intr int           // creations a signal interrupted
 }
 
 // MountStuck mounts a Stuck file system at a new directory, and unmounts it
@@ -96,6 +100,13 @@ func (s *Stuck) Hung() int {
 	return s.hung
 }
 
+// Interrupted reports how many waiting creations a signal interrupted.
+func (s *Stuck) Interrupted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.intr
+}
+
 func (s *Stuck) waiting(d int) {
 	s.mu.Lock()
 	s.hung += d
@@ -117,10 +128,14 @@ func (n *stuckNode) Create(ctx context.Context, name string, flags, mode uint32,
 		n.s.waiting(1)
 		defer n.s.waiting(-1)
 		select {
-		case <-ctx.Done():
+		case <-ctx.Done(): // the kernel's interrupt: a signal reached the thread
+			n.s.mu.Lock()
+			n.s.intr++
+			n.s.mu.Unlock()
+			return nil, nil, 0, syscall.EINTR
 		case <-n.s.end:
+			return nil, nil, 0, syscall.EIO
 		}
-		return nil, nil, 0, syscall.EIO
 	default:
 		return n.LoopbackNode.Create(ctx, name, flags, mode, out)
 	}
