@@ -15,7 +15,10 @@ import (
 // the kernel gives to one socket on the machine, whichever the process;
 // TestStartsInParallelProcesses runs it across processes.) The names here
 // carry this process's ID, so that no other test process can take a port
-// between its release and the check that it was released.
+// between its release and the check that it was released. A child this
+// process forks (an agent another test starts) holds a copy of the
+// reserving socket until it execs, so the check waits for the name to be
+// free.
 func TestReservePorts(t *testing.T) {
 	t.Parallel()
 	name := func(p int) string { return fmt.Sprintf("%s-test-%d", lockName(p), os.Getpid()) }
@@ -36,8 +39,9 @@ func TestReservePorts(t *testing.T) {
 		}
 	})
 	for _, p := range ports {
-		l, err := net.Listen("unix", name(p))
-		require.NoError(t, err, "port %d is free to reserve once its test ended", p)
-		require.NoError(t, l.Close())
+		Eventually(t, func() bool {
+			l, err := net.Listen("unix", name(p))
+			return err == nil && l.Close() == nil
+		}, "port %d is free to reserve once its test ended", p)
 	}
 }
