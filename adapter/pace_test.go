@@ -45,10 +45,11 @@ func TestPacer(t *testing.T) {
 			{at: 256, op: "change"}, {at: 400, op: "check", due: false, next: 754}, // capped at the interval
 			{at: 754, op: "write", took: 2, busy: true},
 			{at: 758, op: "change"}, {at: 780, op: "change"}, {at: 800, op: "check", due: false, next: 1256},
+			{at: 1000, op: "change"}, {at: 1200, op: "change"}, // each within half a gap of the one before
 			{at: 1256, op: "write", took: 2, busy: false},
-			{at: 1300, op: "change"}, {at: 1300, op: "check", due: false, next: 1758}, // within a gap of the last write: still a burst
+			{at: 1300, op: "change"}, {at: 1300, op: "check", due: false, next: 1758}, // within half a gap of the last change: still a burst
 			{at: 1310, op: "change"}, {at: 1758, op: "write", took: 2},
-			{at: 2300, op: "change"}, {at: 2300, op: "check", due: true}, // quiet for a whole gap: at once
+			{at: 2300, op: "change"}, {at: 2300, op: "check", due: true}, // quiet for half a gap: at once
 		}},
 		{"a paced write that carried one change ends the burst", 500 * time.Millisecond, []step{
 			{at: 0, op: "change"}, {at: 0, op: "write", took: 2, busy: true},
@@ -73,6 +74,24 @@ func TestPacer(t *testing.T) {
 			{at: 1450, op: "change"}, {at: 1450, op: "check", due: false, next: 5400},
 			{at: 5400, op: "write", took: 50, size: 35 << 20, busy: true},
 			{at: 5500, op: "change"}, {at: 5500, op: "check", due: false, next: 5450 + 7500}, // capped at 10 × 750ms
+		}},
+		{"a change after half a gap without changes or writes ends a burst: it goes at once, with what was pending", 500 * time.Millisecond, []step{
+			{at: 0, op: "change"}, {at: 0, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 50, op: "change"}, {at: 300, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 400, op: "change"}, {at: 1350, op: "write", took: 50, size: 35 << 20, busy: true}, // the gap is now 4s
+			{at: 1450, op: "change"}, {at: 1450, op: "check", due: false, next: 5400},
+			{at: 3450, op: "change"}, {at: 3450, op: "check", due: true}, // 2s after the last change: half the gap
+		}},
+		{"a change within half a gap of the last change keeps the burst", 500 * time.Millisecond, []step{
+			{at: 0, op: "change"}, {at: 0, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 50, op: "change"}, {at: 300, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 400, op: "change"}, {at: 1350, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 1450, op: "change"}, {at: 3449, op: "change"}, {at: 3449, op: "check", due: false, next: 5400},
+		}},
+		{"a change within half a gap of the last write keeps the burst", 500 * time.Millisecond, []step{
+			{at: 0, op: "change"}, {at: 0, op: "write", took: 2, busy: true},
+			{at: 100, op: "change"}, {at: 252, op: "write", took: 2, busy: true}, // the gap is now 500ms
+			{at: 500, op: "change"}, {at: 500, op: "check", due: false, next: 754}, // 400ms after the last change, 246ms after the write
 		}},
 	}
 	for _, tc := range tests {
