@@ -132,3 +132,55 @@ func TestCatalogChangesInDoorbellMode(t *testing.T) {
 		})
 	}
 }
+
+// TestVerificationCorrectsAStaleLongPoll: a long poll that misses a change
+// (an agent whose view of the service went stale) is corrected by the next
+// verification, which reads the service once without it: for a rewrite the
+// node dump shows, and for a node change the nodes doorbell shows.
+func TestVerificationCorrectsAStaleLongPoll(t *testing.T) {
+	const path = "/v1/health/service/svc3"
+	on := func(node, meta string, port int) *api.ServiceEntry {
+		e := instance("svc3", "svc3-a")
+		e.Node = &api.Node{Node: node, Address: "127.0.0.1", Datacenter: "dc1", Meta: map[string]string{"rack": meta}}
+		e.Service.Port = port
+		return e
+	}
+	tests := []struct {
+		name       string
+		change     *api.ServiceEntry
+		port, rack string
+	}{
+		{"a port rewritten in place", on("n3", "r1", 81), "81", "r1"},
+		{"node meta", on("n3", "r2", 80), "80", "r2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := fakeWithServices(8, 0)
+				f.setEntries("svc3", on("n3", "r1", 80))
+				d := fakeDiscoverer(t, f, 9) // two long polls
+				c, stop := startCollector(t, d)
+				defer stop()
+				settle()
+				require.True(t, inDoorbellMode(d))
+
+				// A change gives svc3 one of the long polls (once the services
+				// that hold them have been quiet long enough), which then goes
+				// deaf.
+				time.Sleep(2 * minQuiet)
+				f.setEntries("svc3", on("n3", "r1", 80), instance("svc3", "svc3-b"))
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				f.deafen(path)
+				f.setEntries("svc3", tc.change, instance("svc3", "svc3-b"))
+				time.Sleep(time.Minute) // past any verification's pacing
+				synctest.Wait()
+
+				require.Positive(t, f.deafServed(path), "svc3 had a long poll, which missed the change")
+				labels := c.labels("svc3", "svc3-a")
+				require.Equal(t, tc.port, labels[servicePortLabel])
+				require.Equal(t, tc.rack, labels[nodeMetaPrefix+"rack"])
+			})
+		})
+	}
+}

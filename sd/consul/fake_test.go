@@ -28,9 +28,18 @@ type fakeConsul struct {
 	fail     map[string]int           // path → status to answer with
 	gates    map[string]chan struct{} // path → answers wait until it is closed
 	requests map[string]int           // path → requests seen
+	deaf     map[string]staleAnswer   // path → what its long polls answer, whatever changes
 
 	noSummary bool // answer 404 for the catalog summary, as an agent without one
 	noDump    bool // answer 404 for the node dump
+}
+
+// staleAnswer is what a deaf long poll answers: the state when it went
+// deaf.
+type staleAnswer struct {
+	body   any
+	index  uint64
+	served int // long polls answered so
 }
 
 type fakeService struct {
@@ -46,6 +55,7 @@ func newFakeConsul() *fakeConsul {
 		fail:     map[string]int{},
 		gates:    map[string]chan struct{}{},
 		requests: map[string]int{},
+		deaf:     map[string]staleAnswer{},
 	}
 }
 
@@ -135,6 +145,24 @@ func (f *fakeConsul) gate(path string) (release func()) {
 		delete(f.gates, path)
 		close(ch)
 	}
+}
+
+// deafen makes the long polls on path miss every change from now on (an
+// agent whose view of the service went stale): they answer, at their wait
+// time, with the state at this moment. Reads without an index still answer
+// with the current state.
+func (f *fakeConsul) deafen(path string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	body, index, _ := f.current(path)
+	f.deaf[path] = staleAnswer{body: body, index: index}
+}
+
+// deafServed reports how many long polls on path were answered deaf.
+func (f *fakeConsul) deafServed(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deaf[path].served
 }
 
 // setFail makes path answer with status (0 to heal).
@@ -236,6 +264,17 @@ func (f *fakeConsul) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests[path]++
 	for {
+		if stale, ok := f.deaf[path]; ok && minIndex > 0 {
+			stale.served++
+			f.deaf[path] = stale
+			f.mu.Unlock()
+			select {
+			case <-r.Context().Done():
+			case <-deadline:
+				f.reply(w, stale.body, stale.index)
+			}
+			return
+		}
 		if code := f.fail[path]; code != 0 {
 			f.mu.Unlock()
 			http.Error(w, "injected failure", code)

@@ -112,15 +112,24 @@ func (d *nodeDiff) list(nodes []*api.Node, services map[string]*service) []*serv
 	clear(d.recheck)
 	var out []*service
 	for _, s := range candidates {
-		var sum uint64
-		for _, node := range s.health.nodes {
-			sum += listed[node]
-		}
-		if sum != s.nodes {
+		if !d.agrees(s) {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// agrees reports whether the nodes of the last read of s are those of the
+// last list (true before the first list).
+func (d *nodeDiff) agrees(s *service) bool {
+	if d.listed == nil {
+		return true
+	}
+	var sum uint64
+	for _, node := range s.health.nodes {
+		sum += d.listed[node]
+	}
+	return sum == s.nodes
 }
 
 // onAny reports whether the last read of s showed it on one of nodes.

@@ -16,8 +16,12 @@ import (
 
 // Verification. In doorbell mode every ring of the service list is followed
 // by a verification (when: verifypacer.go): one read of the catalog, and a
-// read of each service without a long poll whose instances differ from its
-// last read. The catalog is read whole from Consul's node dump, what its
+// read of each service whose instances differ from its last read, or whose
+// nodes differ from the nodes doorbell's last list (nodediff.go). That
+// includes the services with a long poll: their long poll should have
+// shown the change, and usually is about to; a read without it makes sure
+// that an agent whose view of the service went stale cannot keep a target
+// wrong. The catalog is read whole from Consul's node dump, what its
 // UI's node list shows (/v1/internal/ui/nodes): every node with its service
 // instances, each with the index of its last write. A service's instances
 // are compared as the sum of a hash of each one's node, ID and write index,
@@ -177,6 +181,14 @@ func sumDump(body io.Reader, writes map[string]uint64) error {
 	return err
 }
 
+// recheck reads s, which has a long poll, once without it: a verification
+// found its last read out of date. Its long poll may only lag (the change
+// is on its way), or it may have missed the change; the read makes sure.
+func (w *watcher) recheck(sc *scope, s *service) {
+	level.Debug(sc.logger).Log("msg", "A long-polled service's last read differs from the catalog; reading it", "service", s.name, "index", s.index)
+	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, recheck: true})
+}
+
 // verified takes in a finished read of the node dump: it reads each service
 // whose instances differ from its last read.
 func (w *watcher) verified(d verifyDone) {
@@ -203,13 +215,18 @@ func (w *watcher) verified(d verifyDone) {
 	reads := 0
 	for _, s := range sc.services {
 		// A service read after the dump was taken knows better.
-		if s.hasLongPoll() || s.index > d.index || s.unreadable != nil {
+		if s.index > d.index || s.unreadable != nil {
 			continue
 		}
-		if !s.fetched || d.writes[s.name] != s.writes {
-			w.readSoon(sc, s)
-			reads++
+		if s.fetched && d.writes[s.name] == s.writes && sc.nodes.agrees(s) {
+			continue
 		}
+		if s.hasLongPoll() {
+			w.recheck(sc, s)
+		} else {
+			w.readSoon(sc, s)
+		}
+		reads++
 	}
 	level.Debug(sc.logger).Log("msg", "Verified the catalog", "index", d.index, "took", now.Sub(db.verify.started), "reads", reads)
 	db.verify.finish(now, d.index, nil)

@@ -61,6 +61,7 @@ type read struct {
 	poll    bool  // a long poll's failure; it retries on its own
 	sweep   bool  // read as part of a sweep
 	probe   bool  // only the index was read
+	recheck bool  // asked by a verification that found the last read out of date
 }
 
 // ring is a doorbell's news in doorbell mode: a new index, and for the
@@ -254,7 +255,7 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 		level.Debug(sc.logger).Log("msg", "Empty read of a listed service; waiting for the service list", "service", s.name, "index", r.index)
 		return false
 	}
-	fresh := !s.fetched || r.index > s.index
+	fresh := !s.fetched || r.index > s.index || (r.recheck && r.index == s.index)
 	if fresh {
 		s.index = r.index
 		s.health = healthStateOf(r.entries, s.health.otherChecks, sc.intern)
