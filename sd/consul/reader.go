@@ -22,7 +22,7 @@ func (w *watcher) readLoop(ctx, popCtx context.Context, sc *scope, q *readQueue)
 			return
 		}
 		select {
-		case w.reads <- read{sc: sc, name: j.name, gen: j.gen, index: index, entries: entries, err: err, sweep: j.sweep, probe: j.probe, recheck: j.recheck}:
+		case w.reads <- read{sc: sc, name: j.name, gen: j.gen, index: index, entries: entries, err: err, sweep: j.sweep, probe: j.probe, outOfDate: j.outOfDate}:
 		case <-ctx.Done():
 			return
 		}

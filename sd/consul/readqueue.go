@@ -11,10 +11,10 @@ type readJob struct {
 	gen   uint64
 	sweep bool // part of a sweep
 	probe bool // read only the index
-	// recheck: a verification found the service's last read out of date
-	// while it has a long poll, which should have shown the change; the
-	// read's answer wins a tie with the long poll's.
-	recheck bool
+	// outOfDate: a verification found the service's last read out of
+	// date while it has a long poll, which should have shown the change;
+	// the read's answer wins a tie with the long poll's.
+	outOfDate bool
 }
 
 // readQueue hands read jobs to a datacenter's readers: urgent reads (a
@@ -49,7 +49,7 @@ func (q *readQueue) push(j readJob) {
 		for i := range q.urgent {
 			if q.urgent[i].name == j.name {
 				q.urgent[i].gen = max(q.urgent[i].gen, j.gen)
-				q.urgent[i].recheck = q.urgent[i].recheck || j.recheck
+				q.urgent[i].outOfDate = q.urgent[i].outOfDate || j.outOfDate
 			}
 		}
 	}

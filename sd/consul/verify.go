@@ -181,12 +181,12 @@ func sumDump(body io.Reader, writes map[string]uint64) error {
 	return err
 }
 
-// recheck reads s, which has a long poll, once without it: a verification
+// readDespiteLongPoll reads s, which has a long poll, once without it: a verification
 // found its last read out of date. Its long poll may only lag (the change
 // is on its way), or it may have missed the change; the read makes sure.
-func (w *watcher) recheck(sc *scope, s *service) {
+func (w *watcher) readDespiteLongPoll(sc *scope, s *service) {
 	level.Debug(sc.logger).Log("msg", "A long-polled service's last read differs from the catalog; reading it", "service", s.name, "index", s.index)
-	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, recheck: true})
+	sc.doorbells.queue.push(readJob{name: s.name, gen: s.gen, outOfDate: true})
 }
 
 // verified takes in a finished read of the node dump: it reads each service
@@ -222,7 +222,7 @@ func (w *watcher) verified(d verifyDone) {
 			continue
 		}
 		if s.hasLongPoll() {
-			w.recheck(sc, s)
+			w.readDespiteLongPoll(sc, s)
 		} else {
 			w.readSoon(sc, s)
 		}

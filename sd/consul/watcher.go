@@ -52,16 +52,16 @@ type listed struct {
 
 // read is one read of a service's instances, by its long poll or a reader.
 type read struct {
-	sc      *scope
-	name    string
-	gen     uint64
-	index   uint64
-	entries []*api.ServiceEntry
-	err     error // the read failed
-	poll    bool  // a long poll's failure; it retries on its own
-	sweep   bool  // read as part of a sweep
-	probe   bool  // only the index was read
-	recheck bool  // asked by a verification that found the last read out of date
+	sc        *scope
+	name      string
+	gen       uint64
+	index     uint64
+	entries   []*api.ServiceEntry
+	err       error // the read failed
+	poll      bool  // a long poll's failure; it retries on its own
+	sweep     bool  // read as part of a sweep
+	probe     bool  // only the index was read
+	outOfDate bool  // asked for by a verification that found the last read out of date
 }
 
 // ring is a doorbell's news in doorbell mode: a new index, and for the
@@ -244,7 +244,8 @@ func (w *watcher) read(r read) {
 // reports whether some view's targets changed. A read with an index below
 // the one already stored is older news — reads race, and a stale read may
 // come from a server that lags — and goes only to views that have not seen
-// the service yet; a real reset of Consul's indexes is handled by
+// the service yet. A read a verification asked for because the last read
+// looked out of date wins a tie of indexes (with a long poll's answer); a real reset of Consul's indexes is handled by
 // serviceList.
 func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 	if len(r.entries) == 0 && s.fetched && sc.key.healthFilter == "" {
@@ -255,7 +256,7 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 		level.Debug(sc.logger).Log("msg", "Empty read of a listed service; waiting for the service list", "service", s.name, "index", r.index)
 		return false
 	}
-	fresh := !s.fetched || r.index > s.index || (r.recheck && r.index == s.index)
+	fresh := !s.fetched || r.index > s.index || (r.outOfDate && r.index == s.index)
 	if fresh {
 		s.index = r.index
 		s.health = healthStateOf(r.entries, s.health.otherChecks, sc.intern)
