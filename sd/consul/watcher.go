@@ -245,8 +245,8 @@ func (w *watcher) read(r read) {
 // the one already stored is older news — reads race, and a stale read may
 // come from a server that lags — and goes only to views that have not seen
 // the service yet. A read a verification asked for because the last read
-// looked out of date wins a tie of indexes (with a long poll's answer); a real reset of Consul's indexes is handled by
-// serviceList.
+// looked out of date wins a tie of indexes with a long poll's answer. A
+// real reset of Consul's indexes is handled by serviceList.
 func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 	if len(r.entries) == 0 && s.fetched && sc.key.healthFilter == "" {
 		// Consul lists only services with instances, so a service still
