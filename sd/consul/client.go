@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -53,6 +54,12 @@ type transport struct {
 	// open, the refused one included; the watcher takes both.
 	refusals    chan struct{}
 	refusedOpen atomic.Int64
+
+	// For the probe (probe.go): how connections are opened, their TLS
+	// configuration, and where requests go (nil until the first one).
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	tlsConfig *tls.Config
+	target    atomic.Pointer[url.URL]
 }
 
 // newTransport returns the transport for the agent at addr. Over loopback
@@ -67,16 +74,18 @@ func newTransport(maxConns int, addr string, tlsConf *api.TLSConfig, failed func
 	}
 	t := &transport{refusals: make(chan struct{}, 1), forgetTLS: forgetTLS}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		storeMax(&t.maxConns, t.conns.Add(1))
+		return &countedConn{Conn: c, open: &t.conns}, nil
+	}
+	t.tlsConfig = tlsClientConfig
 	t.base = &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			storeMax(&t.maxConns, t.conns.Add(1))
-			return &countedConn{Conn: c, open: &t.conns}, nil
-		},
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         t.dial,
 		TLSClientConfig:     tlsClientConfig,
 		TLSHandshakeTimeout: 10 * time.Second,
 		// Over HTTP/1.1 every long poll holds a connection; this is the hard
@@ -133,6 +142,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		req.SetBasicAuth(t.username, password)
 	}
+	t.noteTarget(req)
 	t.requests.Add(1)
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
@@ -149,14 +159,20 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return streamed(resp, read)
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
-		t.limited.Add(1)
-		storeMax(&t.refusedOpen, t.conns.Load())
-		select {
-		case t.refusals <- struct{}{}:
-		default:
-		}
+		t.refused(t.conns.Load())
 	}
 	return resp, err
+}
+
+// refused notes a 429: the agent refused a connection while open
+// connections were open, the refused one among them.
+func (t *transport) refused(open int64) {
+	t.limited.Add(1)
+	storeMax(&t.refusedOpen, open)
+	select {
+	case t.refusals <- struct{}{}:
+	default:
+	}
 }
 
 // servicePath is the path of a service's instances; the rest of the path

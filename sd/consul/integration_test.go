@@ -1,14 +1,17 @@
 package consul
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -166,6 +169,106 @@ func TestRealConsulConnectionBudget(t *testing.T) {
 
 	require.Zero(t, d.transport.limited.Load(), "no 429s")
 	require.LessOrEqual(t, d.transport.maxConns.Load(), int64(budget))
+}
+
+// TestRealConsulProbeFindsAFullHost: a greedy client on the host takes
+// every connection the agent grants it, while the watch holds its own and
+// opens none. The watch's probe hears the agent refuse and gives
+// connections back. Over plain HTTP, where the watch holds a connection
+// per long poll, a client that comes next is then served.
+func TestRealConsulProbeFindsAFullHost(t *testing.T) {
+	t.Parallel()
+	for _, scheme := range []string{"http", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			t.Parallel()
+			const budget, limit, services = 16, 32, 40
+			files := testconsul.NewTLS(t)
+			srv := testconsul.Start(t, testconsul.WithHTTPS(files), func(c *testutil.TestServerConfig) {
+				c.Args = append(c.Args, "-hcl", fmt.Sprintf("limits { http_max_conns_per_client = %d }", limit))
+			})
+			for i := range services {
+				srv.Register(t, testconsul.Instance{Service: fmt.Sprintf("svc-%02d", i), Port: 10000 + i})
+			}
+			addr := srv.HTTPAddr
+			if scheme == "https" {
+				addr = "https://" + srv.HTTPSAddr
+			}
+			d := realDiscoverer(t, addr, func(c *Config) {
+				c.MaxConnections = budget
+				c.API.TLSConfig = api.TLSConfig{CAFile: files.CA}
+			})
+			d.probeEvery = 20 * time.Millisecond
+			c, _ := startCollector(t, d)
+			testconsul.Eventually(t, func() bool { _, n := c.snapshot(); return n > 0 }, "initial set")
+			got, _ := c.snapshot()
+			require.Len(t, got, services+1)
+
+			// The greedy client keeps the host full (the agent counts plain
+			// and TLS connections together) until the watch gives back.
+			greedy := fillHost(t, srv.HTTPAddr)
+			testconsul.Eventually(t, func() bool { return d.budgetNow.Load() < budget }, "the watch gives connections back")
+			greedy()
+			if scheme == "https" {
+				return // the long polls share one or two connections: nothing to give back
+			}
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			testconsul.Eventually(t, func() bool {
+				resp, err := client.Get("http://" + srv.HTTPAddr + "/v1/status/leader")
+				if err != nil {
+					return false
+				}
+				_ = resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			}, "a new client is served while the greedy one holds its connections")
+		})
+	}
+}
+
+// fillHost opens connections to the agent at addr and holds those it
+// accepts, taking every one it grants, until stop is called; the
+// connections are closed when the test ends.
+func fillHost(t *testing.T, addr string) (stop func()) {
+	t.Helper()
+	var held []net.Conn
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				continue
+			}
+			if refusedAtOnce(conn) {
+				_ = conn.Close()
+				continue
+			}
+			held = append(held, conn)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { close(quit); <-done }) }
+	t.Cleanup(func() {
+		stop()
+		for _, conn := range held {
+			_ = conn.Close()
+		}
+	})
+	return stop
+}
+
+// refusedAtOnce reports whether the agent refuses conn (answers 429 or
+// closes it) at once, as it does past its per-client limit. A refusal
+// that comes later is missed: the connection is held, closed.
+func refusedAtOnce(conn net.Conn) bool {
+	_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	_, err := conn.Read(make([]byte, 1))
+	_ = conn.SetReadDeadline(time.Time{})
+	return err == nil || !errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // TestRealConsulHTTP2 shows that over HTTPS the long polls share HTTP/2

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -48,10 +49,11 @@ type Watch struct {
 	early   []*job // jobs created before that
 
 	// Counts the watcher keeps for the metrics.
-	budgetNow      atomic.Int64 // the connection budget in force (see budget.go)
-	doorbellScopes atomic.Int64 // scopes watched in doorbell mode
-	longPolls      atomic.Int64 // services with a long poll of their own
-	watched        atomic.Int64 // services watched, in every scope
+	budgetNow      atomic.Int64  // the connection budget in force (see budget.go)
+	probeEvery     time.Duration // how often the agent's limit is probed (probe.go)
+	doorbellScopes atomic.Int64  // scopes watched in doorbell mode
+	longPolls      atomic.Int64  // services with a long poll of their own
+	watched        atomic.Int64  // services watched, in every scope
 	unreadable     atomic.Pointer[[]Unreadable]
 }
 
@@ -106,7 +108,7 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 	w := &Watch{
 		cfg: cfg, client: c, transport: t, logger: cfg.Logger, immediate: make(chan struct{}, cfg.MaxConnections),
 		attach: make(chan *job), detach: make(chan *job), recheck: make(chan struct{}, 1), stopped: make(chan struct{}),
-		forget: forget,
+		forget: forget, probeEvery: probeEvery,
 	}
 	w.budgetNow.Store(int64(cfg.MaxConnections))
 	w.metrics = newMetrics(w, t)

@@ -2,8 +2,10 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -40,6 +42,7 @@ type watcher struct {
 
 	budget      *budget
 	budgetTimer *time.Timer
+	probing     atomic.Bool // a probe is out (probe.go)
 }
 
 // listed is a new service list of a scope.
@@ -105,6 +108,8 @@ func (w *watcher) run(jobs []*job) {
 		defer t.Stop()
 		tokenC = t.C
 	}
+	probes := time.NewTicker(w.w.probeEvery)
+	defer probes.Stop()
 	for {
 		var sweepC, budgetC <-chan time.Time
 		if w.sweepTimer != nil {
@@ -146,6 +151,8 @@ func (w *watcher) run(jobs []*job) {
 		case <-budgetC:
 			w.budgetTimer = nil
 			w.grow()
+		case <-probes.C:
+			w.probe()
 		}
 		w.setSweepTimer()
 	}
@@ -164,6 +171,28 @@ func (w *watcher) refused() {
 		level.Debug(w.w.logger).Log("msg", "The agent refuses connections (429): fewer connections still", "budget", w.budget.now, "open", open)
 	}
 	w.applyBudget()
+}
+
+// probe asks the agent whether it refuses connections from this host now,
+// unless the budget is at its minimum already or a probe is out; a refusal
+// comes back as any other (see probe.go).
+func (w *watcher) probe() {
+	if w.budget.now <= MinConnections || !w.probing.CompareAndSwap(false, true) {
+		return
+	}
+	t := w.w.transport
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer w.probing.Store(false)
+		refused, err := t.probe(w.ctx)
+		switch {
+		case err != nil && !errors.Is(err, errNoTarget):
+			level.Debug(w.w.logger).Log("msg", "Could not probe the agent's connection limit", "err", err)
+		case refused:
+			t.refused(t.conns.Load() + 1) // the probe, closed since
+		}
+	}()
 }
 
 // grow takes one more connection back once the agent has stopped refusing.
