@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -32,11 +33,12 @@ const (
 var errNoTarget = errors.New("no request sent yet")
 
 // probe opens a connection to the agent as the requests do (over TLS when
-// they use it), waits up to probeWait for the agent to refuse it, and
-// closes it. It reports whether the agent refused it: it answered 429, or
-// closed the connection (which is how a refused TLS connection ends when
-// its handshake cannot finish in time). An error means the probe could not
-// tell, e.g. the agent is unreachable.
+// they use it, with the server name they would send), waits up to
+// probeWait for the agent to refuse it, and closes it. It reports whether
+// the agent refused it: it answered 429, or closed or reset the connection
+// (which is how a refused TLS connection ends when its handshake cannot
+// finish in time). An error means the probe could not tell: the agent is
+// unreachable, its certificate is not trusted, the watch is stopping.
 func (t *transport) probe(ctx context.Context) (refused bool, err error) {
 	target := t.target.Load()
 	if target == nil {
@@ -57,9 +59,12 @@ func (t *transport) probe(ctx context.Context) (refused bool, err error) {
 	if target.Scheme == "https" {
 		conf := t.tlsConfig.Clone()
 		conf.NextProtos = nil // nothing follows the handshake
+		if conf.ServerName == "" {
+			conf.ServerName = target.Hostname() // as http.Transport sends it
+		}
 		tc := tls.Client(conn, conf)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			return closedEarly(err), nil
+			return refusal(ctx, target, err)
 		}
 		conn = tc
 	}
@@ -68,16 +73,31 @@ func (t *transport) probe(ctx context.Context) (refused bool, err error) {
 	if bytes.Equal(buf[:n], tooManyRequests) {
 		return true, nil
 	}
-	return closedEarly(err), nil
+	return refusal(ctx, target, err)
 }
 
 // tooManyRequests is how the agent's answer to a refused connection starts.
 var tooManyRequests = []byte("HTTP/1.1 429")
 
-// closedEarly reports whether err says that the agent closed the
-// connection before probeWait was over.
-func closedEarly(err error) bool {
-	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+// refusal tells from how the probe's connection ended whether the agent
+// refused it: a connection still open at probeWait (or one that said
+// something other than 429) was accepted; one the agent closed or reset
+// first, or ended with a TLS alert, was refused. Any other error (a
+// certificate not trusted, the watch stopping) says nothing about the
+// agent's limit.
+func refusal(ctx context.Context, target *url.URL, err error) (refused bool, _ error) {
+	var op *net.OpError
+	switch {
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		return false, nil
+	case ctx.Err() != nil:
+		return false, fmt.Errorf("probe %s: %w", target.Host, ctx.Err())
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.As(err, &op) && op.Op == "remote error":
+		return true, nil
+	default:
+		return false, fmt.Errorf("probe %s: %w", target.Host, err)
+	}
 }
 
 // hostPort returns the host:port a request URL connects to.
