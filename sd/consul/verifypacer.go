@@ -31,15 +31,19 @@ import (
 //     adds verifyDebtFactor times its duration to a debt that drains in
 //     real time, so that verifying takes at most 1/(1+verifyDebtFactor) of
 //     the time, a fifth.
-//   - The one for a quiet catalog may start while one verification's debt
-//     remains: the debt a verification during churn left does not hold up
-//     the one that ends it.
+//   - The one for a quiet catalog waits for the debt only down to one
+//     verification's share, and at most the time the last verification
+//     took after it ended: the debt a verification during churn left does
+//     not hold up the one that ends it, and neither does the debt that
+//     quiet periods close together leave.
 //   - After a failed verification, the next waits for a jittered backoff.
 //
 // So once the catalog is quiet, the file is right within verifyWindowMax,
-// one verification and the reads it asks for; a quiet catalog that follows
-// another within less than verifyDebtFactor verifications' time waits for
-// the debt too.
+// at most one verification's time of waiting, one verification and the
+// reads it asks for. The share of time spent verifying is a fifth under
+// sustained churn; where quiet periods keep following each other, each
+// verification is followed by at least its own time without one, so the
+// share is at most a half.
 const (
 	// verifyQuiet is how long without a ring makes the catalog quiet. A
 	// ring of another write comes at once (a doorbell polls again at most
@@ -121,7 +125,7 @@ func (p *verifyPacer) due() time.Time {
 		return quietAt
 	}
 	paidAt := p.debtAt.Add(p.debt)
-	creditAt := p.debtAt.Add(p.debt - time.Duration(p.factor*float64(p.took)))
+	creditAt := p.debtAt.Add(min(p.debt-time.Duration(p.factor*float64(p.took)), p.took))
 	end := latest(quietAt, creditAt)
 	sustained := latest(p.first.Add(p.quiet), paidAt)
 	if sustained.Before(end) {

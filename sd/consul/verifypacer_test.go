@@ -92,14 +92,26 @@ func TestVerifyPacer(t *testing.T) {
 			// quiet at 3.8 if none follows, long before the debt is paid.
 			[]step{{at: 2.9, op: "check", due: 3.8}},
 		)},
-		{"a quiet catalog soon after another waits for the debt", []step{
+		{"quiet catalogs close together wait at most one verification's time after the last", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
 			{at: 0.25, op: "start", due: none},
 			{at: 1.25, op: "finish", index: 10, due: none}, // debt 4 s
 			{at: 2, op: "ring", index: 11, due: 2.25},      // one verification's debt is allowed: 3.25 s left
 			{at: 2.25, op: "start", due: none},
 			{at: 3.25, op: "finish", index: 11, due: none}, // debt 4-2+4 = 6 s
-			{at: 4, op: "ring", index: 12, due: 5.25},      // 5.25 s left at 4: down to 4 s at 5.25
+			{at: 3.5, op: "ring", index: 12, due: 4.25},    // down to 4 s at 5.25, but 1 s after the last ended is the most
+			{at: 4.25, op: "start", due: none},
+			{at: 5.25, op: "finish", index: 12, due: none}, // debt 6-1-1+4 = 8 s
+			{at: 5.5, op: "ring", index: 13, due: 6.25},    // again 1 s after the last ended: verifying half the time
+			{at: 6.25, op: "start", due: none},
+			{at: 8.25, op: "finish", index: 13, due: none}, // took 2 s: debt 8-1-2+8 = 13 s
+			{at: 8.5, op: "ring", index: 14, due: 10.25},   // waits as long as the last took
+		}},
+		{"a quiet catalog long after the last verification does not wait", []step{
+			{at: 0, op: "ring", index: 10, due: 0.25},
+			{at: 0.25, op: "start", due: none},
+			{at: 1.25, op: "finish", index: 10, due: none}, // debt 4 s, paid at 5.25
+			{at: 6, op: "ring", index: 11, due: 6.25},
 		}},
 		{"the end of churn during a verification abandons it for a new one, once", cat(
 			[]step{{at: 0, op: "ring", index: 10, due: 0.25}, {at: 0.25, op: "start", due: none}},
@@ -113,8 +125,9 @@ func TestVerifyPacer(t *testing.T) {
 			[]step{{at: 6, op: "check", due: 6.9}, {at: 6.9, op: "start", due: none}},
 			[]step{{at: 7, op: "ring", index: 300, due: none}}, // restarted once: it runs to its end
 			// Debt: 4 × 1.65 s for the abandoned one, less 2.1 s drained,
-			// plus 4 × 2.1 s: 12.9 s; one verification's 8.4 s is credit.
-			[]step{{at: 9, op: "finish", index: 299, due: 13.5}},
+			// plus 4 × 2.1 s: 12.9 s; one verification's 8.4 s is credit,
+			// and the wait is at most the 2.1 s the last one took.
+			[]step{{at: 9, op: "finish", index: 299, due: 11.1}},
 		)},
 		{"the window that tells churn from its end is at most a second", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
