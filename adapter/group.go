@@ -77,6 +77,15 @@ type Staged interface {
 // far make its complete initial set. It is a marker, not a group.
 var Complete = &Group{Source: "\x00complete"}
 
+// Settled, in a send, says that the discoverer has caught up with its
+// source after a busy period: the groups sent so far are what the source
+// holds, and no more changes are expected soon. The adapter hands such a
+// send to the outputs at once, even while it paces a burst of changes, but
+// at most once per pacing gap, so that a reader's share of work stays
+// bounded. It is a marker, not a group; a discoverer that never sends it is
+// paced by the adapter's measure of the changes alone.
+var Settled = &Group{Source: "\x00settled"}
+
 // staged reports whether d sends its initial set in parts.
 func staged(d Discoverer) bool {
 	s, ok := d.(Staged)

@@ -42,9 +42,14 @@ func (m *manager) receive(now time.Time, provider string, groups []*Group) (skip
 	if staged, ok := m.waiting[provider]; ok && !staged {
 		delete(m.waiting, provider) // its first send is its complete set
 	}
+	settled := false
 	for _, g := range groups {
 		if g == Complete {
 			delete(m.waiting, provider)
+			continue
+		}
+		if g == Settled {
+			settled = true
 			continue
 		}
 		if g == nil {
@@ -59,7 +64,7 @@ func (m *manager) receive(now time.Time, provider string, groups []*Group) (skip
 		skipped = append(skipped, rejected...)
 		m.groups[k] = enc
 	}
-	m.pace.changed(now)
+	m.pace.changed(now, settled)
 	return skipped
 }
 

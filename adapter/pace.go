@@ -22,6 +22,11 @@ import "time"
 // without waiting for the rest of the gap, while changes that keep coming
 // at least that often stay paced; at worst, changes just over half a gap
 // apart, the reader works a fifth of its time.
+//
+// A discoverer that knows a busy period has ended says so (Settled): a
+// change that comes with that word goes out at once, even within half a gap,
+// but at most once per gap, so that with the paced hand-outs a reader still
+// parses the file at most twice per gap, a fifth of its time.
 const (
 	firstGap   = 250 * time.Millisecond
 	gapGrowth  = 4
@@ -40,20 +45,24 @@ type pacer struct {
 	cost     time.Duration // of the last write, reader included
 	changes  int           // changes noted since the last hand-out began; 0: nothing pending
 	change   time.Time     // when the last change was noted; zero before the first
+	settled  bool          // a pending change came with the discoverer's word that it is settled
+	early    time.Time     // when the last hand-out let out early for that word began
 }
 
-// changed notes a change at now.
-func (p *pacer) changed(now time.Time) {
+// changed notes a change at now; settled says it came with the
+// discoverer's word that a busy period has ended (Settled).
+func (p *pacer) changed(now time.Time, settled bool) {
 	if p.gap > 0 && now.Sub(later(p.change, p.last)) >= p.gap/2 {
 		p.gap = 0 // no change or write for half a gap: the burst is over
 	}
 	p.changes++
 	p.change = now
+	p.settled = p.settled || settled
 }
 
 // due reports whether a hand-out is due at now.
 func (p *pacer) due(now time.Time) bool {
-	return p.changes > 0 && (p.gap == 0 || p.last.IsZero() || !now.Before(p.last.Add(p.gap)))
+	return p.changes > 0 && (p.gap == 0 || p.last.IsZero() || !now.Before(p.dueAt()))
 }
 
 // next returns when a hand-out will be due, or zero if nothing changed.
@@ -61,7 +70,17 @@ func (p *pacer) next() time.Time {
 	if p.changes == 0 {
 		return time.Time{}
 	}
-	return p.last.Add(p.gap)
+	return p.dueAt()
+}
+
+// dueAt returns when the pending changes may go out: a gap after the last
+// hand-out, or, for a settled discoverer, a gap after the last early one.
+func (p *pacer) dueAt() time.Time {
+	at := p.last.Add(p.gap)
+	if p.gap > 0 && p.settled && p.early.Add(p.gap).Before(at) {
+		at = p.early.Add(p.gap)
+	}
+	return at
 }
 
 // handedOut notes a hand-out that began at start and ended at end, writing
@@ -69,6 +88,10 @@ func (p *pacer) next() time.Time {
 // under way, before its new content was in place. (The change itself is
 // noted by changed, once received.)
 func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool) {
+	if p.gap > 0 && !p.last.IsZero() && start.Before(p.last.Add(p.gap)) {
+		p.early = start // let out before the gap: the discoverer had settled
+	}
+	p.settled = false
 	p.last = end
 	p.cost = end.Sub(start) + time.Duration(float64(size)/readerBytesPerSecond*float64(time.Second))
 	// A burst begins with a change during a write, and goes on while

@@ -72,7 +72,7 @@ func (f shardFilter) Run(ctx context.Context, up chan<- []*Group) {
 
 // keep returns g with only the targets of the shard.
 func (f shardFilter) keep(g *Group) *Group {
-	if g == nil || g == Complete {
+	if g == nil || g == Complete || g == Settled {
 		return g
 	}
 	kept := &Group{Source: g.Source, Labels: g.Labels}
