@@ -42,7 +42,7 @@ func (m *manager) receive(now time.Time, provider string, groups []*Group) (skip
 	if staged, ok := m.waiting[provider]; ok && !staged {
 		delete(m.waiting, provider) // its first send is its complete set
 	}
-	settled := false
+	settled, changed := false, false
 	for _, g := range groups {
 		if g == Complete {
 			delete(m.waiting, provider)
@@ -52,6 +52,7 @@ func (m *manager) receive(now time.Time, provider string, groups []*Group) (skip
 			settled = true
 			continue
 		}
+		changed = true
 		if g == nil {
 			continue
 		}
@@ -63,6 +64,10 @@ func (m *manager) receive(now time.Time, provider string, groups []*Group) (skip
 		enc, rejected := encode(g, m.shards)
 		skipped = append(skipped, rejected...)
 		m.groups[k] = enc
+	}
+	if settled && !changed {
+		m.pace.settle() // the word alone: nothing to write for it
+		return skipped
 	}
 	m.pace.changed(now, settled)
 	return skipped

@@ -60,6 +60,15 @@ func (p *pacer) changed(now time.Time, settled bool) {
 	p.settled = p.settled || settled
 }
 
+// settle notes the discoverer's word that a busy period has ended, in a send
+// that changed nothing: it is not a change, and lets pending changes out
+// early.
+func (p *pacer) settle() {
+	if p.changes > 0 {
+		p.settled = true
+	}
+}
+
 // due reports whether a hand-out is due at now.
 func (p *pacer) due(now time.Time) bool {
 	return p.changes > 0 && (p.gap == 0 || p.last.IsZero() || !now.Before(p.dueAt()))

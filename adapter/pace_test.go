@@ -14,7 +14,7 @@ func TestPacer(t *testing.T) {
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	type step struct {
 		at   int    // ms
-		op   string // change, settled (a change with the discoverer's word), write (a hand-out from at to at+took), check
+		op   string // change, settled (a change with the discoverer's word), settle (the word alone), write (a hand-out from at to at+took), check
 		took int    // write: ms
 		size int    // write: bytes
 		busy bool   // write: a change came meanwhile
@@ -105,6 +105,15 @@ func TestPacer(t *testing.T) {
 			{at: 9000, op: "write", took: 50, size: 35 << 20},
 			{at: 9100, op: "change"}, {at: 9100, op: "check", due: false, next: 9050 + 7500}, // the word went with the write
 		}},
+		{"the word alone lets pending changes out, once per gap, and is no change itself", 500 * time.Millisecond, []step{
+			{at: 0, op: "change"}, {at: 0, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 50, op: "change"}, {at: 300, op: "write", took: 50, size: 35 << 20, busy: true},
+			{at: 400, op: "change"}, {at: 1350, op: "write", took: 50, size: 35 << 20, busy: true}, // the gap is now 4s
+			{at: 1450, op: "change"}, {at: 1500, op: "settle"}, {at: 1500, op: "check", due: true},
+			{at: 1500, op: "write", took: 50, size: 35 << 20, busy: true}, // the gap grows to its cap, 7.5s
+			{at: 1600, op: "settle"}, {at: 1600, op: "check", due: false, next: none}, // nothing pending
+			{at: 1700, op: "change"}, {at: 1700, op: "settle"}, {at: 1700, op: "check", due: false, next: 9000}, // a gap after the early one
+		}},
 		{"a settled discoverer's change after a quiet period goes at once, as any", 500 * time.Millisecond, []step{
 			{at: 0, op: "settled"}, {at: 0, op: "check", due: true},
 			{at: 0, op: "write", took: 2},
@@ -119,6 +128,8 @@ func TestPacer(t *testing.T) {
 				switch s.op {
 				case "change", "settled":
 					p.changed(now, s.op == "settled")
+				case "settle":
+					p.settle()
 				case "write":
 					require.True(t, p.due(now), "step %d: a write is due", i)
 					p.handedOut(now, now.Add(time.Duration(s.took)*time.Millisecond), s.size, s.busy)
