@@ -33,9 +33,11 @@ import (
 //     the time, a fifth.
 //   - The one for a quiet catalog waits for the debt only down to one
 //     verification's share, and at most the time the last verification
-//     took after it ended: the debt a verification during churn left does
-//     not hold up the one that ends it, and neither does the debt that
-//     quiet periods close together leave.
+//     took after it ended; a verification's time counts the attempt it
+//     replaced. So the debt a verification during churn left (with the
+//     one it abandoned) does not hold up the one that ends it, and the
+//     debt that quiet periods close together leave holds it up at most
+//     that long.
 //   - After a failed verification, the next waits for a jittered backoff.
 //
 // So once the catalog is quiet, the file is right within verifyWindowMax,
@@ -73,7 +75,8 @@ type verifyPacer struct {
 	restarted bool // the running verification replaced an abandoned one
 	started   time.Time
 	runFirst  time.Time     // the first ring since the running verification started
-	took      time.Duration // how long the last verification took
+	abandoned time.Duration // how long the attempt the running one replaced ran
+	took      time.Duration // how long the last verification took, with the attempt it replaced
 
 	debt   time.Duration
 	debtAt time.Time // when debt was last settled
@@ -143,9 +146,11 @@ func (p *verifyPacer) fire(now time.Time) bool {
 // start notes that a verification starts at now; if one runs, it is
 // abandoned and its time until now counts in the debt.
 func (p *verifyPacer) start(now time.Time) {
+	p.abandoned = 0
 	if p.running {
 		p.settle(now)
-		p.debt += time.Duration(p.factor * float64(now.Sub(p.started)))
+		p.abandoned = now.Sub(p.started)
+		p.debt += time.Duration(p.factor * float64(p.abandoned))
 		p.restarted = true
 	}
 	p.running, p.started, p.runFirst = true, now, time.Time{}
@@ -163,9 +168,10 @@ func (p *verifyPacer) settle(now time.Time) {
 // write up to index; err says it failed.
 func (p *verifyPacer) finish(now time.Time, index uint64, err error) {
 	p.running, p.restarted = false, false
-	p.took = now.Sub(p.started)
+	ran := now.Sub(p.started)
+	p.took = ran + p.abandoned
 	p.settle(now)
-	p.debt += time.Duration(p.factor * float64(p.took))
+	p.debt += time.Duration(p.factor * float64(ran))
 	if err != nil {
 		if isTooManyRequests(err) {
 			p.retryAt = now.Add(p.retry.NextAtLeast(minBackoffLimited))

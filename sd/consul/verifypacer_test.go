@@ -125,9 +125,14 @@ func TestVerifyPacer(t *testing.T) {
 			[]step{{at: 6, op: "check", due: 6.9}, {at: 6.9, op: "start", due: none}},
 			[]step{{at: 7, op: "ring", index: 300, due: none}}, // restarted once: it runs to its end
 			// Debt: 4 × 1.65 s for the abandoned one, less 2.1 s drained,
-			// plus 4 × 2.1 s: 12.9 s; one verification's 8.4 s is credit,
-			// and the wait is at most the 2.1 s the last one took.
-			[]step{{at: 9, op: "finish", index: 299, due: 11.1}},
+			// plus 4 × 2.1 s: 12.9 s. The share of the last verification
+			// with the attempt it replaced, 4 × 3.75 s, is credit: the next
+			// starts at once, the catalog being quiet since 7.25.
+			[]step{{at: 9, op: "finish", index: 299, due: 7.25}},
+			// The next took 2 s with nothing replaced: debt 18.9 s, and a
+			// quiet catalog waits at most those 2 s after it ended.
+			[]step{{at: 9, op: "start", due: none}, {at: 11, op: "finish", index: 300, due: none}},
+			[]step{{at: 11.5, op: "ring", index: 301, due: 13}},
 		)},
 		{"the window that tells churn from its end is at most a second", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
