@@ -346,3 +346,9 @@ func (m inMemory) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, req.Context().Err()
 	}
 }
+
+// dumpNode is a node of the fake's node dump.
+type dumpNode struct {
+	Node     string
+	Services []dumpService
+}

@@ -2,9 +2,7 @@ package consul
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"io"
 	"net/http"
@@ -144,41 +142,13 @@ func (w *watcher) readDump(ctx context.Context, sc *scope) (map[string]uint64, u
 	return writes, meta.LastIndex, nil
 }
 
-// dumpNode is what a verification takes of a node of the dump.
-type dumpNode struct {
-	Node     string
-	Services []dumpService
-}
-
-// dumpService is what it takes of a service instance on the node.
+// dumpService is what a verification takes of a service instance of the
+// dump (dumpscan.go reads it).
 type dumpService struct {
 	ID          string
 	Service     string
-	PeerName    string `json:",omitempty"`
+	PeerName    string
 	ModifyIndex uint64
-}
-
-// sumDump decodes a node dump one node at a time and adds each instance's
-// write hash to its service's sum in writes. Instances imported from a
-// peer are not the scope's.
-func sumDump(body io.Reader, writes map[string]uint64) error {
-	dec := json.NewDecoder(body)
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return fmt.Errorf("node dump: not a list (%v)", err)
-	}
-	for dec.More() {
-		var n dumpNode
-		if err := dec.Decode(&n); err != nil {
-			return fmt.Errorf("node dump: %w", err)
-		}
-		for _, s := range n.Services {
-			if s.PeerName == "" {
-				writes[s.Service] += instanceWrite(n.Node, s.ID, s.ModifyIndex)
-			}
-		}
-	}
-	_, err := dec.Token()
-	return err
 }
 
 // readDespiteLongPoll reads s, which has a long poll, once without it: a verification
