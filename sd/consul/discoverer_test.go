@@ -25,11 +25,13 @@ func TestMain(m *testing.M) { testconsul.Main(m) }
 // initial set, which counts as one send, and show only once it is
 // complete.
 type collector struct {
-	mu      sync.Mutex
-	groups  map[string]*adapter.Group
-	sends   int
-	first   []*adapter.Group // the initial set
-	pending []*adapter.Group // sent before adapter.Complete
+	mu     sync.Mutex
+	groups map[string]*adapter.Group
+	sends  int
+	// settledLast: the last send held adapter.Settled.
+	settledLast bool
+	first       []*adapter.Group // the initial set
+	pending     []*adapter.Group // sent before adapter.Complete
 }
 
 func (c *collector) snapshot() (map[string][]string, int) {
@@ -45,6 +47,13 @@ func (c *collector) snapshot() (map[string][]string, int) {
 		out[src] = ids
 	}
 	return out, c.sends
+}
+
+// settled reports whether the last send held adapter.Settled.
+func (c *collector) settled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settledLast
 }
 
 // labels returns the labels of the instance with the given service ID.

@@ -79,6 +79,8 @@ type doorbells struct {
 	stopVerify context.CancelFunc // abandons the running verification; nil when none runs
 	dumpOff    bool               // no node dump: verifications are sweeps
 
+	unsettled bool // the service list rang since the jobs were last told the scope settled (settled.go)
+
 	// Until every service has been read once, the connections the long
 	// polls will take are used by start-up readers, so that the first reads
 	// (at start, all of them) go as fast as the budget allows; the

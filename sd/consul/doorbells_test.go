@@ -128,6 +128,7 @@ func TestCatalogChangesInDoorbellMode(t *testing.T) {
 				got, _ := c.snapshot()
 				require.Equal(t, tc.want, got["svc3"])
 				require.Equal(t, tc.port, c.labels("svc3", "svc3-a")[servicePortLabel])
+				require.True(t, c.settled(), "the job heard that the scope settled, after its last change")
 			})
 		})
 	}

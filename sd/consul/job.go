@@ -189,10 +189,11 @@ func (j *job) forward(ctx context.Context, up chan<- []*adapter.Group) {
 // mailbox holds the latest group per source until the forwarder takes
 // them, and whether the initial set is complete. Putting never blocks.
 type mailbox struct {
-	mu     sync.Mutex
-	groups map[string]*adapter.Group
-	done   bool          // adapter.Complete is due
-	ready  chan struct{} // 1-buffered: a send is due
+	mu      sync.Mutex
+	groups  map[string]*adapter.Group
+	done    bool          // adapter.Complete is due
+	settled bool          // adapter.Settled is due
+	ready   chan struct{} // 1-buffered: a send is due
 }
 
 func newMailbox() mailbox {
@@ -220,6 +221,14 @@ func (m *mailbox) complete() {
 	m.ring()
 }
 
+// settle makes adapter.Settled due, after the groups put so far.
+func (m *mailbox) settle() {
+	m.mu.Lock()
+	m.settled = true
+	m.mu.Unlock()
+	m.ring()
+}
+
 func (m *mailbox) ring() {
 	select {
 	case m.ready <- struct{}{}:
@@ -227,9 +236,9 @@ func (m *mailbox) ring() {
 	}
 }
 
-// take empties the mailbox and returns its groups, sorted by source, with
-// adapter.Complete last when it is due, and whether there is anything to
-// send.
+// take empties the mailbox and returns its groups, sorted by source, then
+// adapter.Complete and adapter.Settled when they are due, and whether there
+// is anything to send.
 func (m *mailbox) take() ([]*adapter.Group, bool) {
 	m.mu.Lock()
 	groups := make([]*adapter.Group, 0, len(m.groups)+1)
@@ -237,12 +246,15 @@ func (m *mailbox) take() ([]*adapter.Group, bool) {
 		groups = append(groups, g)
 	}
 	clear(m.groups)
-	complete := m.done
-	m.done = false
+	complete, settled := m.done, m.settled
+	m.done, m.settled = false, false
 	m.mu.Unlock()
 	slices.SortFunc(groups, func(a, b *adapter.Group) int { return cmp.Compare(a.Source, b.Source) })
 	if complete {
 		groups = append(groups, adapter.Complete)
+	}
+	if settled {
+		groups = append(groups, adapter.Settled)
 	}
 	return groups, len(groups) > 0
 }

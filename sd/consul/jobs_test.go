@@ -3,6 +3,7 @@ package consul
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -215,10 +216,19 @@ func collect(t testing.TB, d adapter.Discoverer) (*collector, func()) {
 	return c, stop
 }
 
-// receive applies one send.
+// receive applies one send. adapter.Settled is counted apart: a send of
+// it alone is not a send of groups.
 func (c *collector) receive(gs []*adapter.Group) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	i := slices.Index(gs, adapter.Settled)
+	c.settledLast = i >= 0
+	if i >= 0 {
+		gs = slices.Delete(slices.Clone(gs), i, i+1)
+		if len(gs) == 0 {
+			return
+		}
+	}
 	if c.first == nil {
 		for _, g := range gs {
 			if g == adapter.Complete {

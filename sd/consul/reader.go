@@ -22,7 +22,7 @@ func (w *watcher) readLoop(ctx, popCtx context.Context, sc *scope, q *readQueue)
 			return
 		}
 		select {
-		case w.reads <- read{sc: sc, name: j.name, gen: j.gen, index: index, entries: entries, err: err, sweep: j.sweep, probe: j.probe, outOfDate: j.outOfDate}:
+		case w.reads <- read{sc: sc, name: j.name, gen: j.gen, index: index, entries: entries, err: err, sweep: j.sweep, probe: j.probe, outOfDate: j.outOfDate, queue: q}:
 		case <-ctx.Done():
 			return
 		}

@@ -27,6 +27,7 @@ type readQueue struct {
 	urgent []readJob
 	queued map[string]struct{} // names in urgent
 	sweep  []readJob
+	active int // jobs handed to readers whose answer the watcher has not taken
 	wake   chan struct{}
 }
 
@@ -57,6 +58,21 @@ func (q *readQueue) push(j readJob) {
 	q.signal()
 }
 
+// taken notes that the watcher took the answer of a job handed out.
+func (q *readQueue) taken() {
+	q.mu.Lock()
+	q.active--
+	q.mu.Unlock()
+}
+
+// idle reports whether no job waits and every job handed out has been
+// answered.
+func (q *readQueue) idle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.urgent)+len(q.sweep)+q.active == 0
+}
+
 // waiting reports whether an urgent read of name waits.
 func (q *readQueue) waiting(name string) bool {
 	q.mu.Lock()
@@ -84,6 +100,9 @@ func (q *readQueue) next() (j readJob, ok, more bool) {
 	case len(q.sweep) > 0:
 		j, q.sweep = q.sweep[0], q.sweep[1:]
 		ok = true
+	}
+	if ok {
+		q.active++
 	}
 	return j, ok, len(q.urgent)+len(q.sweep) > 0
 }

@@ -53,3 +53,22 @@ func TestReadQueue(t *testing.T) {
 		})
 	}
 }
+
+// The queue is idle only when no job waits and the answer of every job
+// handed to a reader has been taken.
+func TestReadQueueIdle(t *testing.T) {
+	q := newReadQueue()
+	require.True(t, q.idle())
+	q.push(readJob{name: "a"})
+	q.push(readJob{name: "b", sweep: true})
+	require.False(t, q.idle(), "jobs wait")
+	_, ok, _ := q.next()
+	require.True(t, ok)
+	_, ok, _ = q.next()
+	require.True(t, ok)
+	require.False(t, q.idle(), "two reads under way")
+	q.taken()
+	require.False(t, q.idle(), "one read under way")
+	q.taken()
+	require.True(t, q.idle())
+}

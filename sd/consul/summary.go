@@ -97,6 +97,7 @@ type summaryDone struct {
 // summary if the pacer says so; a verification follows.
 func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 	db := sc.doorbells
+	db.unsettled = true
 	if db.summaryOff {
 		w.requestSweep(sc, now, index)
 		return

@@ -102,6 +102,9 @@ func (p *sweepPacer) fire(now time.Time) bool {
 	return true
 }
 
+// owed reports whether a read runs, or one is asked for or waits.
+func (p *sweepPacer) owed() bool { return p.running || p.again || !p.due.IsZero() }
+
 // next returns when fire may next say yes, or zero.
 func (p *sweepPacer) next() time.Time { return p.due }
 

@@ -60,11 +60,12 @@ type read struct {
 	gen       uint64
 	index     uint64
 	entries   []*api.ServiceEntry
-	err       error // the read failed
-	poll      bool  // a long poll's failure; it retries on its own
-	sweep     bool  // read as part of a sweep
-	probe     bool  // only the index was read
-	outOfDate bool  // asked for by a verification that found the last read out of date
+	err       error      // the read failed
+	poll      bool       // a long poll's failure; it retries on its own
+	sweep     bool       // read as part of a sweep
+	probe     bool       // only the index was read
+	outOfDate bool       // asked for by a verification that found the last read out of date
+	queue     *readQueue // the read queue it came from; nil for a long poll's
 }
 
 // ring is a doorbell's news in doorbell mode: a new index, and for the
@@ -155,6 +156,9 @@ func (w *watcher) run(jobs []*job) {
 			w.probe()
 		}
 		w.setSweepTimer()
+		for _, sc := range w.scopes {
+			w.checkSettled(sc)
+		}
 	}
 }
 
@@ -247,6 +251,9 @@ func (w *watcher) serviceList(l listed) {
 // read takes in one read of a service.
 func (w *watcher) read(r read) {
 	sc := r.sc
+	if r.queue != nil {
+		r.queue.taken()
+	}
 	if !w.current(sc) {
 		return
 	}
