@@ -32,20 +32,20 @@ import (
 //     real time, so that verifying takes at most 1/(1+verifyDebtFactor) of
 //     the time, a fifth.
 //   - The one for a quiet catalog waits for the debt only down to one
-//     verification's share, and at most the time the last verification
-//     took after it ended; a verification's time counts the attempt it
-//     replaced. So the debt a verification during churn left (with the
-//     one it abandoned) does not hold up the one that ends it, and the
-//     debt that quiet periods close together leave holds it up at most
-//     that long.
+//     verification's share, and at most half the time the last
+//     verification took after it ended; a verification's time counts the
+//     attempt it replaced. So the debt a verification during churn left
+//     (with the one it abandoned) does not hold up the one that ends it,
+//     and the debt that quiet periods close together leave holds it up at
+//     most that long.
 //   - After a failed verification, the next waits for a jittered backoff.
 //
 // So once the catalog is quiet, the file is right within verifyWindowMax,
-// at most one verification's time of waiting, one verification and the
+// at most half a verification's time of waiting, one verification and the
 // reads it asks for. The share of time spent verifying is a fifth under
 // sustained churn; where quiet periods keep following each other, each
-// verification is followed by at least its own time without one, so the
-// share is at most a half.
+// verification is followed by at least half its time without one, so the
+// share is at most two thirds.
 const (
 	// verifyQuiet is how long without a ring makes the catalog quiet. A
 	// ring of another write comes at once (a doorbell polls again at most
@@ -128,7 +128,7 @@ func (p *verifyPacer) due() time.Time {
 		return quietAt
 	}
 	paidAt := p.debtAt.Add(p.debt)
-	creditAt := p.debtAt.Add(min(p.debt-time.Duration(p.factor*float64(p.took)), p.took))
+	creditAt := p.debtAt.Add(min(p.debt-time.Duration(p.factor*float64(p.took)), p.took/2))
 	end := latest(quietAt, creditAt)
 	sustained := latest(p.first.Add(p.quiet), paidAt)
 	if sustained.Before(end) {

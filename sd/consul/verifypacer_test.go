@@ -92,20 +92,20 @@ func TestVerifyPacer(t *testing.T) {
 			// quiet at 3.8 if none follows, long before the debt is paid.
 			[]step{{at: 2.9, op: "check", due: 3.8}},
 		)},
-		{"quiet catalogs close together wait at most one verification's time after the last", []step{
+		{"quiet catalogs close together wait at most half a verification's time after the last", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
 			{at: 0.25, op: "start", due: none},
 			{at: 1.25, op: "finish", index: 10, due: none}, // debt 4 s
 			{at: 2, op: "ring", index: 11, due: 2.25},      // one verification's debt is allowed: 3.25 s left
 			{at: 2.25, op: "start", due: none},
 			{at: 3.25, op: "finish", index: 11, due: none}, // debt 4-2+4 = 6 s
-			{at: 3.5, op: "ring", index: 12, due: 4.25},    // down to 4 s at 5.25, but 1 s after the last ended is the most
-			{at: 4.25, op: "start", due: none},
-			{at: 5.25, op: "finish", index: 12, due: none}, // debt 6-1-1+4 = 8 s
-			{at: 5.5, op: "ring", index: 13, due: 6.25},    // again 1 s after the last ended: verifying half the time
-			{at: 6.25, op: "start", due: none},
-			{at: 8.25, op: "finish", index: 13, due: none}, // took 2 s: debt 8-1-2+8 = 13 s
-			{at: 8.5, op: "ring", index: 14, due: 10.25},   // waits as long as the last took
+			{at: 3.5, op: "ring", index: 12, due: 3.75},    // down to 4 s at 5.25, but 0.5 s after the last ended is the most
+			{at: 3.75, op: "start", due: none},
+			{at: 4.75, op: "finish", index: 12, due: none}, // debt 6-0.5-1+4 = 8.5 s
+			{at: 5, op: "ring", index: 13, due: 5.25},      // again 0.5 s after the last ended: verifying two thirds of the time
+			{at: 5.25, op: "start", due: none},
+			{at: 7.25, op: "finish", index: 13, due: none}, // took 2 s: debt 8.5-0.5-2+8 = 14 s
+			{at: 7.5, op: "ring", index: 14, due: 8.25},    // waits half as long as the last took
 		}},
 		{"a quiet catalog long after the last verification does not wait", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
@@ -130,9 +130,9 @@ func TestVerifyPacer(t *testing.T) {
 			// starts at once, the catalog being quiet since 7.25.
 			[]step{{at: 9, op: "finish", index: 299, due: 7.25}},
 			// The next took 2 s with nothing replaced: debt 18.9 s, and a
-			// quiet catalog waits at most those 2 s after it ended.
+			// quiet catalog waits at most half of those 2 s after it ended.
 			[]step{{at: 9, op: "start", due: none}, {at: 11, op: "finish", index: 300, due: none}},
-			[]step{{at: 11.5, op: "ring", index: 301, due: 13}},
+			[]step{{at: 11.5, op: "ring", index: 301, due: 12}},
 		)},
 		{"the window that tells churn from its end is at most a second", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
