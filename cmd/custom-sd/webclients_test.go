@@ -157,8 +157,11 @@ func TestHostileHTTPClients(t *testing.T) {
 			most = most.max(obs.resources(t))
 			require.LessOrEqual(t, most.fds, base.fds+served+tc.listeners+fdSlack,
 				"file descriptors: at most the cap, one waiting per listener, and the baseline (%d)", base.fds)
-			require.LessOrEqual(t, most.goroutines, base.goroutines+served+goroutineSlack,
-				"goroutines: one per served connection and the baseline (%d)", base.goroutines)
+			// net/http serves a connection with one goroutine, and while a
+			// request is being answered (a slow reader's /targets) reads
+			// from it with a second one: at most two per served connection.
+			require.LessOrEqual(t, most.goroutines, base.goroutines+2*served+goroutineSlack,
+				"goroutines: at most two per served connection and the baseline (%d)", base.goroutines)
 
 			t.Logf("baseline %+v, most held %+v", base, most)
 			hostile.close()
