@@ -7,8 +7,8 @@ package consul
 // those reads could wait for the rest of a pacing gap: seconds at 10,000
 // services, after the verification's seconds. Once a scope whose service
 // list rang has nothing left under way that could change a target (no
-// verification owed or running, no summary or sweep running, no read
-// queued or being read), every job with a view of it sends
+// verification, summary or sweep owed or running, no read queued or being
+// read), every job with a view of it sends
 // adapter.Settled, and the adapter writes what it holds at once (at most
 // once per pacing gap).
 
