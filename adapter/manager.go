@@ -17,6 +17,7 @@ type manager struct {
 
 	updates  atomic.Uint64 // sends received from discoverers (read by metrics)
 	handOuts atomic.Uint64 // complete sets handed to the outputs (read by metrics)
+	early    atomic.Uint64 // of those, the ones let out within a pacing gap because the discoverer settled
 }
 
 // newManager returns a manager for providers, which maps each discoverer's
@@ -89,5 +90,7 @@ func (m *manager) next() time.Time {
 // handedOut notes that the outputs got the set: see pacer.handedOut.
 func (m *manager) handedOut(start, end time.Time, size int, changesMeanwhile bool) {
 	m.handOuts.Add(1)
-	m.pace.handedOut(start, end, size, changesMeanwhile)
+	if m.pace.handedOut(start, end, size, changesMeanwhile) {
+		m.early.Add(1)
+	}
 }

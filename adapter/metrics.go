@@ -71,6 +71,10 @@ func newMetrics(m *manager, ready func() bool) *metrics {
 		Name: "custom_sd_syncs_total",
 		Help: "Complete sets handed to the output.",
 	}, func() float64 { return float64(m.handOuts.Load()) })
+	early := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "custom_sd_syncs_early_total",
+		Help: "Complete sets handed to the output within a burst's pacing gap, because the discoverer said it had settled.",
+	}, func() float64 { return float64(m.early.Load()) })
 	coalesced := prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "custom_sd_updates_coalesced_total",
 		Help: "Updates merged into a later hand-out instead of causing one of their own.",
@@ -83,7 +87,7 @@ func newMetrics(m *manager, ready func() bool) *metrics {
 		x.writes.WithLabelValues(r)
 	}
 	x.collectors = []prometheus.Collector{readyGauge, x.writes, x.lastWrite, x.lastSync, x.targets, x.groups, x.fileBytes, x.skipped,
-		updates, syncs, coalesced, x.guardHolding, x.guardHolds, x.guardRemoved}
+		updates, syncs, early, coalesced, x.guardHolding, x.guardHolds, x.guardRemoved}
 	return x
 }
 

@@ -95,10 +95,11 @@ func (p *pacer) dueAt() time.Time {
 // handedOut notes a hand-out that began at start and ended at end, writing
 // size bytes; changesMeanwhile tells whether a change arrived while it was
 // under way, before its new content was in place. (The change itself is
-// noted by changed, once received.)
-func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool) {
+// noted by changed, once received.) It reports whether the hand-out went
+// out early, within the gap, because the discoverer had settled.
+func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool) (early bool) {
 	if p.gap > 0 && !p.last.IsZero() && start.Before(p.last.Add(p.gap)) {
-		p.early = start // let out before the gap: the discoverer had settled
+		p.early, early = start, true // let out before the gap: the discoverer had settled
 	}
 	p.settled = false
 	p.last = end
@@ -113,6 +114,7 @@ func (p *pacer) handedOut(start, end time.Time, size int, changesMeanwhile bool)
 		p.gap = min(max(p.gap*gapGrowth, firstGap), p.limit())
 	}
 	p.changes = 0
+	return early
 }
 
 // limit is the largest gap: the interval, or ten times the cost.

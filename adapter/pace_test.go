@@ -13,13 +13,14 @@ func TestPacer(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	type step struct {
-		at   int    // ms
-		op   string // change, settled (a change with the discoverer's word), settle (the word alone), write (a hand-out from at to at+took), check
-		took int    // write: ms
-		size int    // write: bytes
-		busy bool   // write: a change came meanwhile
-		due  bool   // check: is a hand-out due?
-		next int    // check: when (-1: nothing pending)
+		at    int    // ms
+		op    string // change, settled (a change with the discoverer's word), settle (the word alone), write (a hand-out from at to at+took), check
+		took  int    // write: ms
+		size  int    // write: bytes
+		busy  bool   // write: a change came meanwhile
+		early bool   // write: it goes out within the gap, for the discoverer's word
+		due   bool   // check: is a hand-out due?
+		next  int    // check: when (-1: nothing pending)
 	}
 	const none = -1
 	tests := []struct {
@@ -99,10 +100,10 @@ func TestPacer(t *testing.T) {
 			{at: 400, op: "change"}, {at: 1350, op: "write", took: 50, size: 35 << 20, busy: true}, // the gap is now 4s
 			{at: 1450, op: "change"}, {at: 1450, op: "check", due: false, next: 5400},
 			{at: 1500, op: "settled"}, {at: 1500, op: "check", due: true},
-			{at: 1500, op: "write", took: 50, size: 35 << 20},                          // carried two changes: the gap grows to its cap, 7.5s
+			{at: 1500, op: "write", took: 50, size: 35 << 20, early: true},             // carried two changes: the gap grows to its cap, 7.5s
 			{at: 1600, op: "settled"}, {at: 1600, op: "check", due: false, next: 9000}, // a gap after the early one
 			{at: 1700, op: "change"}, {at: 1700, op: "check", due: false, next: 9000},
-			{at: 9000, op: "write", took: 50, size: 35 << 20},
+			{at: 9000, op: "write", took: 50, size: 35 << 20, early: true}, // the word at 1600: a gap after the early one, before a gap after the last
 			{at: 9100, op: "change"}, {at: 9100, op: "check", due: false, next: 9050 + 7500}, // the word went with the write
 		}},
 		{"the word alone lets pending changes out, once per gap, and is no change itself", 500 * time.Millisecond, []step{
@@ -110,7 +111,7 @@ func TestPacer(t *testing.T) {
 			{at: 50, op: "change"}, {at: 300, op: "write", took: 50, size: 35 << 20, busy: true},
 			{at: 400, op: "change"}, {at: 1350, op: "write", took: 50, size: 35 << 20, busy: true}, // the gap is now 4s
 			{at: 1450, op: "change"}, {at: 1500, op: "settle"}, {at: 1500, op: "check", due: true},
-			{at: 1500, op: "write", took: 50, size: 35 << 20, busy: true}, // the gap grows to its cap, 7.5s
+			{at: 1500, op: "write", took: 50, size: 35 << 20, busy: true, early: true}, // the gap grows to its cap, 7.5s
 			{at: 1600, op: "settle"}, {at: 1600, op: "check", due: false, next: none}, // nothing pending
 			{at: 1700, op: "change"}, {at: 1700, op: "settle"}, {at: 1700, op: "check", due: false, next: 9000}, // a gap after the early one
 		}},
@@ -132,7 +133,8 @@ func TestPacer(t *testing.T) {
 					p.settle()
 				case "write":
 					require.True(t, p.due(now), "step %d: a write is due", i)
-					p.handedOut(now, now.Add(time.Duration(s.took)*time.Millisecond), s.size, s.busy)
+					early := p.handedOut(now, now.Add(time.Duration(s.took)*time.Millisecond), s.size, s.busy)
+					require.Equal(t, s.early, early, "step %d: early", i)
 				case "check":
 					require.Equal(t, s.due, p.due(now), "step %d: due", i)
 					switch {
