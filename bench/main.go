@@ -43,6 +43,7 @@ type config struct {
 	spacing          time.Duration
 	https            bool
 	hold             bool
+	trace            bool
 	churn            time.Duration
 	churnRate        int
 	backToBack       int
@@ -86,6 +87,7 @@ func main() {
 	flag.DurationVar(&cfg.churn, "churn", time.Minute, "churn period to count requests and bytes over (0 to skip)")
 	flag.IntVar(&cfg.churnRate, "churn-rate", 5, "changes a second during -churn")
 	flag.IntVar(&cfg.backToBack, "back-to-back", -1, "new instances to register back to back, each as soon as the file shows the one before (-1: as many as -samples, 0 to skip)")
+	flag.BoolVar(&cfg.trace, "trace", false, "print each timed change: when Consul acknowledged it, when the file showed it (UTC, to match custom-sd's log)")
 	flag.BoolVar(&cfg.hold, "hold", false, "load the catalog, print the agent's addresses and keep it up until interrupted (for profiling)")
 	flag.BoolVar(&cfg.https, "https", false, "talk to Consul over HTTPS (HTTP/2) in the speed run; the counting run is skipped. With -compare: every tool over HTTPS, through a counting proxy that terminates TLS")
 	compare := flag.Bool("compare", false, "instead of the scenarios: custom-sd beside the tools given with -example, -consul-template and -prometheus (consul_sd), on one catalog")
@@ -342,6 +344,9 @@ func measureLatency(ctx context.Context, cfg config, a *agent, w *fileWatch, out
 			return fmt.Errorf("%s: %w", kind, err)
 		}
 		res.latency[kind] = append(res.latency[kind], max(at.Sub(t0), 0))
+		if cfg.trace {
+			fmt.Fprintf(os.Stderr, "%s: acknowledged %s, in the file %s, %s\n", kind, t0.UTC().Format(time.TimeOnly+".000000"), at.UTC().Format(time.TimeOnly+".000000"), at.Sub(t0).Round(time.Microsecond))
+		}
 		time.Sleep(cfg.spacing + rand.N(cfg.spacing/4))
 		return nil
 	}
