@@ -134,6 +134,38 @@ func TestCatalogChangesInDoorbellMode(t *testing.T) {
 	}
 }
 
+// A verification does not start while a summary read runs: the two are
+// the agent's costliest reads, and slow each other down several times over.
+// The verification that the ring asks for starts once the summary is in.
+func TestVerificationWaitsForTheSummary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const services = 8
+		f := fakeWithServices(services, 0)
+		d := fakeDiscoverer(t, f, 5) // doorbells and sweeps only
+		c, stop := startCollector(t, d)
+		defer stop()
+		settle()
+		require.True(t, inDoorbellMode(d))
+		dumps, summaries := f.count(dumpPath), f.count(summaryPath)
+
+		release := f.gate(summaryPath)
+		e := instance("svc3", "svc3-a")
+		e.Service.Port = 81
+		f.setEntries("svc3", e)     // a rewrite the summary does not show
+		time.Sleep(5 * time.Second) // far past the quiet time (and within the read timeout, 10s)
+		synctest.Wait()
+		require.Equal(t, summaries+1, f.count(summaryPath), "the ring's summary read, held")
+		require.Equal(t, dumps, f.count(dumpPath), "no verification while the summary runs")
+
+		release()
+		time.Sleep(time.Minute) // past any verification's pacing
+		synctest.Wait()
+		require.Greater(t, f.count(dumpPath), dumps, "the verification once the summary is in")
+		require.Equal(t, "81", c.labels("svc3", "svc3-a")[servicePortLabel])
+		require.True(t, c.settled())
+	})
+}
+
 // TestVerificationCorrectsAStaleLongPoll: a long poll that misses a change
 // (an agent whose view of the service went stale) is corrected by the next
 // verification, which reads the service once without it: for a rewrite the

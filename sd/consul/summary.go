@@ -185,7 +185,9 @@ func (w *watcher) summarized(d summaryDone) {
 			w.readSoon(sc, s)
 		}
 	}
-	if db.summary.finish(now) {
+	again := db.summary.finish(now)
+	w.verifyIfDue(sc, now) // a verification that waited for this summary goes before the next
+	if again {
 		w.startSummary(sc, now)
 	}
 }

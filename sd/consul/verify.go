@@ -116,6 +116,28 @@ func (w *watcher) startVerification(sc *scope, now time.Time) {
 	})
 }
 
+// verifyIfDue starts sc's verification if one is due and no summary read
+// runs. The summary and the node dump are the agent's costliest reads: run
+// together at 10,000 services they take several times as long as one after
+// the other, and slow every other answer of the agent meanwhile. So a
+// verification waits for a running summary (at most that one: it starts
+// before the next).
+func (w *watcher) verifyIfDue(sc *scope, now time.Time) {
+	db := sc.doorbells
+	if at := db.verifyAt(); !at.IsZero() && !now.Before(at) {
+		w.startVerification(sc, now)
+	}
+}
+
+// verifyAt returns when verifyIfDue may start a verification, or zero if
+// none is owed or a summary read runs (its end is a time to ask again).
+func (db *doorbells) verifyAt() time.Time {
+	if db.summaryOff || db.summary.running {
+		return time.Time{}
+	}
+	return db.verify.due()
+}
+
 // verifyBySweep hands the verification of every ring so far to a sweep,
 // which the sweep pacer paces.
 func (w *watcher) verifyBySweep(sc *scope, now time.Time) {

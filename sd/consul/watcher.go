@@ -536,8 +536,8 @@ func (w *watcher) sweepsDue() {
 		if sc.doorbells != nil && !sc.doorbells.summaryOff && sc.doorbells.summary.fire(now) {
 			w.startSummary(sc, now)
 		}
-		if sc.doorbells != nil && !sc.doorbells.summaryOff && sc.doorbells.verify.fire(now) {
-			w.startVerification(sc, now)
+		if sc.doorbells != nil {
+			w.verifyIfDue(sc, now)
 		}
 	}
 }
@@ -550,7 +550,7 @@ func (w *watcher) setSweepTimer() {
 		if sc.doorbells == nil {
 			continue
 		}
-		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next(), sc.doorbells.verify.due()} {
+		for _, due := range []time.Time{sc.doorbells.pacer.next(), sc.doorbells.summary.next(), sc.doorbells.verifyAt()} {
 			if !due.IsZero() && (next.IsZero() || due.Before(next)) {
 				next = due
 			}
