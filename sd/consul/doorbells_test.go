@@ -166,6 +166,108 @@ func TestVerificationWaitsForTheSummary(t *testing.T) {
 	})
 }
 
+// A ring a read explains (a register the summary showed: the read of the
+// service answers with the ring's index) is verified as the debt of the
+// last verification allows, not as soon as the catalog is quiet; a ring no
+// read explains (a rewrite the summary does not show) is verified at once.
+// A verification due when the summary ends waits for the summary's reads,
+// which may explain its rings.
+func TestExplainedRingsWaitForTheDebt(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(f *fakeConsul)
+		soon   bool // verified within seconds
+	}{
+		{"a register the summary shows", func(f *fakeConsul) { f.set("svc4", 0, "svc4-a", "svc4-b") }, false},
+		{"a rewrite the summary does not show", func(f *fakeConsul) {
+			e := instance("svc4", "svc4-a")
+			e.Service.Port = 81
+			f.setEntries("svc4", e)
+		}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const services = 8
+				f := fakeWithServices(services, 0)
+				d := fakeDiscoverer(t, f, 5) // doorbells and sweeps only
+				c, stop := startCollector(t, d)
+				defer stop()
+				settle()
+				require.True(t, inDoorbellMode(d))
+
+				// A verification that takes 2 s leaves 8 s of debt.
+				release := f.gate(dumpPath)
+				e := instance("svc3", "svc3-a")
+				e.Service.Port = 81
+				f.setEntries("svc3", e)
+				time.Sleep(2 * time.Second)
+				release()
+				synctest.Wait()
+				require.Equal(t, "81", c.labels("svc3", "svc3-a")[servicePortLabel])
+				dumps := f.count(dumpPath)
+
+				// The summary takes 1 s: past the quiet time, so the
+				// verification is due when it ends, before its read is in.
+				releaseSummary := f.gate(summaryPath)
+				tc.change(f)
+				time.Sleep(time.Second)
+				releaseSummary()
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				got, _ := c.snapshot()
+				if tc.soon {
+					require.Greater(t, f.count(dumpPath), dumps, "verified at once")
+					require.Equal(t, "81", c.labels("svc4", "svc4-a")[servicePortLabel])
+				} else {
+					require.Equal(t, dumps, f.count(dumpPath), "no verification yet")
+					require.Equal(t, []string{"svc4-a", "svc4-b"}, got["svc4"], "the summary's read")
+				}
+				time.Sleep(10 * time.Second) // past the debt
+				synctest.Wait()
+				require.Greater(t, f.count(dumpPath), dumps, "verified")
+				require.True(t, c.settled())
+			})
+		})
+	}
+}
+
+// A ring that a long poll's answer explains needs no summary read: the
+// summary waits a little (an eighth of the last one's time) for it.
+func TestALongPollSparesTheSummary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := fakeWithServices(8, 0)
+		d := fakeDiscoverer(t, f, 9) // two long polls
+		c, stop := startCollector(t, d)
+		defer stop()
+		settle()
+		require.True(t, inDoorbellMode(d))
+
+		// A register the summary finds, in a summary that takes 1 s,
+		// gives svc3 a long poll (the services that hold them have been
+		// quiet long enough).
+		time.Sleep(2 * minQuiet)
+		release := f.gate(summaryPath)
+		f.set("svc3", 0, "svc3-a", "svc3-b")
+		time.Sleep(time.Second)
+		release()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		got, _ := c.snapshot()
+		require.Equal(t, []string{"svc3-a", "svc3-b"}, got["svc3"])
+		summaries, dumps := f.count(summaryPath), f.count(dumpPath)
+
+		f.set("svc3", 0, "svc3-a")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		got, _ = c.snapshot()
+		require.Equal(t, []string{"svc3-a"}, got["svc3"], "the long poll's answer")
+		require.Equal(t, summaries, f.count(summaryPath), "no summary read for a ring the long poll explained")
+		require.Greater(t, f.count(dumpPath), dumps, "verified when the debt allowed")
+		require.True(t, c.settled())
+	})
+}
+
 // TestVerificationCorrectsAStaleLongPoll: a long poll that misses a change
 // (an agent whose view of the service went stale) is corrected by the next
 // verification, which reads the service once without it: for a rewrite the

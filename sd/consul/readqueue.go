@@ -23,12 +23,13 @@ type readJob struct {
 // while it waits. It is shared by the watcher, which pushes, and the
 // readers, which pop.
 type readQueue struct {
-	mu     sync.Mutex
-	urgent []readJob
-	queued map[string]struct{} // names in urgent
-	sweep  []readJob
-	active int // jobs handed to readers whose answer the watcher has not taken
-	wake   chan struct{}
+	mu           sync.Mutex
+	urgent       []readJob
+	queued       map[string]struct{} // names in urgent
+	sweep        []readJob
+	active       int // jobs handed to readers whose answer the watcher has not taken
+	urgentActive int // of those, the urgent ones
+	wake         chan struct{}
 }
 
 func newReadQueue() *readQueue {
@@ -59,9 +60,12 @@ func (q *readQueue) push(j readJob) {
 }
 
 // taken notes that the watcher took the answer of a job handed out.
-func (q *readQueue) taken() {
+func (q *readQueue) taken(sweep bool) {
 	q.mu.Lock()
 	q.active--
+	if !sweep {
+		q.urgentActive--
+	}
 	q.mu.Unlock()
 }
 
@@ -71,6 +75,14 @@ func (q *readQueue) idle() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.urgent)+len(q.sweep)+q.active == 0
+}
+
+// urgentIdle reports whether no urgent job waits and every urgent job
+// handed out has been answered.
+func (q *readQueue) urgentIdle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.urgent)+q.urgentActive == 0
 }
 
 // waiting reports whether an urgent read of name waits.
@@ -103,6 +115,9 @@ func (q *readQueue) next() (j readJob, ok, more bool) {
 	}
 	if ok {
 		q.active++
+		if !j.sweep {
+			q.urgentActive++
+		}
 	}
 	return j, ok, len(q.urgent)+len(q.sweep) > 0
 }

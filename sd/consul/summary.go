@@ -94,7 +94,11 @@ type summaryDone struct {
 }
 
 // requestSummary notes a ring of the service list at index and reads the
-// summary if the pacer says so; a verification follows.
+// summary if the pacer says so; a verification follows. A ring a read
+// explains (verifypacer.go) needs no summary: the write is in. So the
+// summary waits summaryGrace for the long poll that may answer with the
+// same write, and a read that explains every ring waiting for it cancels
+// it (explained).
 func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 	db := sc.doorbells
 	db.unsettled = true
@@ -110,9 +114,35 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 	if index <= db.summary.covered && !db.summary.running {
 		return // a summary (or a verification) read after the write showed it
 	}
+	if !db.verify.open[index] {
+		return // a read came first with this write
+	}
 	db.rings = append(db.rings, index)
 	if db.summary.request(now, index) {
-		w.startSummary(sc, now)
+		db.summary.delay(now.Add(db.summaryGrace()))
+	}
+}
+
+// summaryGrace is how long a summary waits for a long poll to explain its
+// ring: an eighth of the last summary's time, at most maxSummaryGrace. A
+// long poll answers within milliseconds of the ring; at 10,000 services a
+// summary takes most of a second of the agent's time.
+func (db *doorbells) summaryGrace() time.Duration {
+	return min(db.summaryTook/8, maxSummaryGrace)
+}
+
+// maxSummaryGrace bounds summaryGrace.
+const maxSummaryGrace = 50 * time.Millisecond
+
+// explained notes a read that answered with index: a ring at index is
+// explained, and needs no summary.
+func (db *doorbells) explained(index uint64) {
+	db.verify.explain(index)
+	if i := slices.Index(db.rings, index); i >= 0 {
+		db.rings = slices.Delete(db.rings, i, i+1)
+		if len(db.rings) == 0 {
+			db.summary.cancel() // a running one goes on: it serves earlier rings
+		}
 	}
 }
 
@@ -185,7 +215,9 @@ func (w *watcher) summarized(d summaryDone) {
 			w.readSoon(sc, s)
 		}
 	}
+	db.summaryTook = now.Sub(db.summary.started)
 	again := db.summary.finish(now)
+	db.summaryEnd = now
 	w.verifyIfDue(sc, now) // a verification that waited for this summary goes before the next
 	if again {
 		w.startSummary(sc, now)

@@ -116,12 +116,18 @@ func (w *watcher) startVerification(sc *scope, now time.Time) {
 	})
 }
 
-// verifyIfDue starts sc's verification if one is due and no summary read
-// runs. The summary and the node dump are the agent's costliest reads: run
+// verifyIfDue starts sc's verification if one is due, no summary read runs
+// and no urgent read is under way, or if it has waited for those reads for
+// verifyQuiet.
+//
+// The summary and the node dump are the agent's costliest reads: run
 // together at 10,000 services they take several times as long as one after
 // the other, and slow every other answer of the agent meanwhile. So a
 // verification waits for a running summary (at most that one: it starts
-// before the next).
+// before the next). The reads the summary asked for, or a health change,
+// may explain the rings it would verify (verifypacer.go), and are slowed by
+// it too: it waits for them, but only so long, so that reads that keep
+// coming cannot hold it off.
 func (w *watcher) verifyIfDue(sc *scope, now time.Time) {
 	db := sc.doorbells
 	if at := db.verifyAt(); !at.IsZero() && !now.Before(at) {
@@ -135,7 +141,12 @@ func (db *doorbells) verifyAt() time.Time {
 	if db.summaryOff || db.summary.running {
 		return time.Time{}
 	}
-	return db.verify.due()
+	due := db.verify.due()
+	if due.IsZero() || db.queue.urgentIdle() {
+		return due
+	}
+	// Or at once when the reads are in: the loop asks after each event.
+	return latest(due, db.summaryEnd).Add(verifyQuiet)
 }
 
 // verifyBySweep hands the verification of every ring so far to a sweep,

@@ -22,8 +22,8 @@ func TestVerifyPacer(t *testing.T) {
 
 	type step struct {
 		at    float64
-		op    string // ring, start, finish, cover, check
-		index uint64 // ring, finish, cover
+		op    string // ring, explain (a read answered with index), start, finish, cover, check
+		index uint64 // ring, explain, finish, cover
 		err   error  // finish
 		due   float64
 	}
@@ -143,6 +143,37 @@ func TestVerifyPacer(t *testing.T) {
 			{at: 30.5, op: "ring", index: 12, due: 31}, // the window is 1 s, not 5 s
 			{at: 30.6, op: "ring", index: 13, due: 31.5},
 		}},
+		{"an explained ring waits for the debt, not for the quiet", []step{
+			{at: 0, op: "ring", index: 10, due: 0.25},
+			{at: 0.25, op: "start", due: none},
+			{at: 1.25, op: "finish", index: 10, due: none}, // took 1 s: debt 4 s, paid at 5.25
+			{at: 2, op: "ring", index: 11, due: 2.25},
+			{at: 2.1, op: "explain", index: 11, due: 5.25},
+		}},
+		{"a read before its ring explains it", []step{
+			{at: 0, op: "ring", index: 10, due: 0.25},
+			{at: 0.25, op: "start", due: none},
+			{at: 1.25, op: "finish", index: 10, due: none},
+			{at: 1.9, op: "explain", index: 11, due: none},
+			{at: 2, op: "ring", index: 11, due: 5.25},
+			{at: 2.5, op: "ring", index: 12, due: 3}, // another read's index is no explanation
+		}},
+		{"one ring left unexplained keeps the quiet verification", []step{
+			{at: 0, op: "ring", index: 10, due: 0.25},
+			{at: 0.25, op: "start", due: none},
+			{at: 1.25, op: "finish", index: 10, due: none},
+			{at: 2, op: "ring", index: 11, due: 2.25},
+			{at: 2.05, op: "ring", index: 12, due: 3}, // two rings within the last verification's time
+			{at: 2.1, op: "explain", index: 12, due: 3},
+			{at: 2.2, op: "explain", index: 11, due: 5.25},
+		}},
+		{"a running verification is not abandoned for explained rings", []step{
+			{at: 0, op: "ring", index: 10, due: 0.25},
+			{at: 0.25, op: "start", due: none},
+			{at: 0.3, op: "ring", index: 11, due: 0.55},
+			{at: 0.35, op: "explain", index: 11, due: none},
+			{at: 0.45, op: "finish", index: 10, due: 1.25}, // took 0.2 s: debt 0.8 s; the explained ring waits until it is paid
+		}},
 		{"a sweep covers the rings before it", []step{
 			{at: 0, op: "ring", index: 10, due: 0.25},
 			{at: 0.1, op: "cover", index: 10, due: none},
@@ -179,6 +210,8 @@ func TestVerifyPacer(t *testing.T) {
 					p.finish(now, s.index, s.err)
 				case "cover":
 					p.cover(s.index)
+				case "explain":
+					p.explain(s.index)
 				}
 				switch {
 				case s.due == -2:

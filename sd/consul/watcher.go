@@ -252,7 +252,7 @@ func (w *watcher) serviceList(l listed) {
 func (w *watcher) read(r read) {
 	sc := r.sc
 	if r.queue != nil {
-		r.queue.taken()
+		r.queue.taken(r.sweep)
 	}
 	if !w.current(sc) {
 		return
@@ -301,6 +301,7 @@ func (w *watcher) update(sc *scope, s *service, r read, now time.Time) bool {
 		s.writes = writesOfEntries(r.entries)
 		if sc.doorbells != nil {
 			sc.nodes.read(s.name)
+			sc.doorbells.explained(r.index) // a ring at this index is a write this read shows
 		}
 	} else if r.index < s.index {
 		level.Debug(sc.logger).Log("msg", "Dropping an older read", "service", s.name, "index", r.index, "have", s.index)
