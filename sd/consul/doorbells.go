@@ -68,12 +68,11 @@ type doorbells struct {
 
 	// The catalog summary (summary.go).
 	summary      sweepPacer
-	summaryOff   bool          // no summary: rings of the service list start sweeps
-	summaryIndex uint64        // the ring index the summary under way covers
-	summaryEnd   time.Time     // when the last summary read ended (a verification waits a little for its reads)
-	summaryTook  time.Duration // how long the last summary read took
-	rings        []uint64      // indexes of rings no summary has started for yet
-	lastRing     uint64        // the highest ring index
+	summaryOff   bool      // no summary: rings of the service list start sweeps
+	summaryIndex uint64    // the ring index the summary under way covers
+	summaryEnd   time.Time // when the last summary read ended (a verification waits a little for its reads)
+	rings        []uint64  // indexes of rings no summary has started for yet
+	lastRing     uint64    // the highest ring index
 
 	// Verification (verify.go).
 	verify     verifyPacer

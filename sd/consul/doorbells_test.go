@@ -223,6 +223,7 @@ func TestExplainedRingsWaitForTheDebt(t *testing.T) {
 					require.Equal(t, dumps, f.count(dumpPath), "no verification yet")
 					require.Equal(t, []string{"svc4-a", "svc4-b"}, got["svc4"], "the summary's read")
 				}
+				require.True(t, c.settled(), "settled without waiting for the debt")
 				time.Sleep(10 * time.Second) // past the debt
 				synctest.Wait()
 				require.Greater(t, f.count(dumpPath), dumps, "verified")
@@ -232,8 +233,9 @@ func TestExplainedRingsWaitForTheDebt(t *testing.T) {
 	}
 }
 
-// A ring that a long poll's answer explains needs no summary read: the
-// summary waits a little (an eighth of the last one's time) for it.
+// A ring that a long poll's answer explains needs no summary read. At
+// 10,000 services the service list answers later than the long poll of
+// the service written; here it is held until the long poll has answered.
 func TestALongPollSparesTheSummary(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := fakeWithServices(8, 0)
@@ -243,25 +245,25 @@ func TestALongPollSparesTheSummary(t *testing.T) {
 		settle()
 		require.True(t, inDoorbellMode(d))
 
-		// A register the summary finds, in a summary that takes 1 s,
-		// gives svc3 a long poll (the services that hold them have been
-		// quiet long enough).
+		// A register the summary finds gives svc3 a long poll (the
+		// services that hold them have been quiet long enough).
 		time.Sleep(2 * minQuiet)
-		release := f.gate(summaryPath)
 		f.set("svc3", 0, "svc3-a", "svc3-b")
-		time.Sleep(time.Second)
-		release()
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		got, _ := c.snapshot()
 		require.Equal(t, []string{"svc3-a", "svc3-b"}, got["svc3"])
 		summaries, dumps := f.count(summaryPath), f.count(dumpPath)
 
+		release := f.gate("/v1/catalog/services")
 		f.set("svc3", 0, "svc3-a")
-		time.Sleep(time.Minute)
+		time.Sleep(time.Second)
 		synctest.Wait()
 		got, _ = c.snapshot()
 		require.Equal(t, []string{"svc3-a"}, got["svc3"], "the long poll's answer")
+		release() // the ring
+		time.Sleep(time.Minute)
+		synctest.Wait()
 		require.Equal(t, summaries, f.count(summaryPath), "no summary read for a ring the long poll explained")
 		require.Greater(t, f.count(dumpPath), dumps, "verified when the debt allowed")
 		require.True(t, c.settled())

@@ -95,10 +95,11 @@ type summaryDone struct {
 
 // requestSummary notes a ring of the service list at index and reads the
 // summary if the pacer says so; a verification follows. A ring a read
-// explains (verifypacer.go) needs no summary: the write is in. So the
-// summary waits summaryGrace for the long poll that may answer with the
-// same write, and a read that explains every ring waiting for it cancels
-// it (explained).
+// explains (verifypacer.go) needs no summary: the write is in. A long poll
+// answers within milliseconds of the write, and at 10,000 services usually
+// before the ring (the service list is slower to answer), where a summary
+// takes most of a second of the agent's time. A read that explains every
+// ring a summary waits for cancels it (explained).
 func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 	db := sc.doorbells
 	db.unsettled = true
@@ -119,20 +120,9 @@ func (w *watcher) requestSummary(sc *scope, now time.Time, index uint64) {
 	}
 	db.rings = append(db.rings, index)
 	if db.summary.request(now, index) {
-		db.summary.delay(now.Add(db.summaryGrace()))
+		w.startSummary(sc, now)
 	}
 }
-
-// summaryGrace is how long a summary waits for a long poll to explain its
-// ring: an eighth of the last summary's time, at most maxSummaryGrace. A
-// long poll answers within milliseconds of the ring; at 10,000 services a
-// summary takes most of a second of the agent's time.
-func (db *doorbells) summaryGrace() time.Duration {
-	return min(db.summaryTook/8, maxSummaryGrace)
-}
-
-// maxSummaryGrace bounds summaryGrace.
-const maxSummaryGrace = 50 * time.Millisecond
 
 // explained notes a read that answered with index: a ring at index is
 // explained, and needs no summary.
@@ -215,7 +205,6 @@ func (w *watcher) summarized(d summaryDone) {
 			w.readSoon(sc, s)
 		}
 	}
-	db.summaryTook = now.Sub(db.summary.started)
 	again := db.summary.finish(now)
 	db.summaryEnd = now
 	w.verifyIfDue(sc, now) // a verification that waited for this summary goes before the next

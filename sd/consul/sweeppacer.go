@@ -102,13 +102,6 @@ func (p *sweepPacer) fire(now time.Time) bool {
 	return true
 }
 
-// delay makes a read that would start now wait until until.
-func (p *sweepPacer) delay(until time.Time) {
-	if !p.running {
-		p.due = latest(p.due, until)
-	}
-}
-
 // cancel drops the read that waits or is asked for after the running one:
 // nothing needs it any more.
 func (p *sweepPacer) cancel() {

@@ -188,6 +188,10 @@ func (p *verifyPacer) due() time.Time {
 	return latest(end, p.retryAt)
 }
 
+// unexplained reports whether a ring no read explains waits for a
+// verification, or for the one that runs to end.
+func (p *verifyPacer) unexplained() bool { return len(p.open) > 0 }
+
 // explainedAbove reports whether every ring above index that no
 // verification covers is explained.
 func (p *verifyPacer) explainedAbove(index uint64) bool {
