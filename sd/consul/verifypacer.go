@@ -203,12 +203,6 @@ func (p *verifyPacer) explainedAbove(index uint64) bool {
 	return true
 }
 
-// fire reports whether a verification should start at now.
-func (p *verifyPacer) fire(now time.Time) bool {
-	due := p.due()
-	return !due.IsZero() && !now.Before(due)
-}
-
 // start notes that a verification starts at now; if one runs, it is
 // abandoned and its time until now counts in the debt.
 func (p *verifyPacer) start(now time.Time) {
