@@ -177,7 +177,7 @@ func (p *verifyPacer) due() time.Time {
 	}
 	paidAt := p.debtAt.Add(p.debt)
 	sustained := latest(p.first.Add(p.quiet), paidAt)
-	if p.explainedAbove(0) {
+	if !p.unexplained() {
 		return latest(sustained, p.retryAt)
 	}
 	creditAt := p.debtAt.Add(min(p.debt-time.Duration(p.factor*float64(p.took)), p.took/2))
